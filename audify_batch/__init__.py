@@ -1,0 +1,3 @@
+"""audify-batch: label environmental sounds in large audio archives."""
+
+__version__ = "0.1.0"

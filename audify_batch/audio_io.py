@@ -1,0 +1,100 @@
+"""Audio decoding: soundfile in, mono float32 at the model rate out.
+
+Resampling uses soxr (band-limited, high quality). Reading is done in
+blocks so that a long recording is never held whole in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+DEFAULT_BLOCK_FRAMES = 1 << 17
+
+
+class AudioDecodeError(Exception):
+    """A file could not be read as audio; the message says why."""
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    path: str
+    sample_rate_hz: int
+    channels: int
+    n_frames: int
+
+    @property
+    def duration_s(self) -> float:
+        return self.n_frames / self.sample_rate_hz
+
+
+def probe(path: str | Path) -> AudioInfo:
+    """Header facts of an audio file, without decoding it."""
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, OSError) as error:
+        raise AudioDecodeError(_reason(path, error)) from error
+    return AudioInfo(str(path), int(info.samplerate), int(info.channels), int(info.frames))
+
+
+def _reason(path: str | Path, error: BaseException) -> str:
+    if isinstance(error, FileNotFoundError):
+        return f"{path}: no such file"
+    if isinstance(error, PermissionError):
+        return f"{path}: permission denied"
+    if isinstance(error, IsADirectoryError):
+        return f"{path}: is a directory"
+    text = str(error).strip() or type(error).__name__
+    return f"{path}: not readable as audio ({text})"
+
+
+def to_mono(block: np.ndarray) -> np.ndarray:
+    """Average the channels of a (frames, channels) block to float32 mono."""
+    if block.ndim == 1:
+        return block.astype(np.float32, copy=False)
+    return block.mean(axis=1, dtype=np.float32)
+
+
+def resample(samples: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
+    """Resample a whole mono signal with soxr's high-quality filter."""
+    if from_hz == to_hz:
+        return samples.astype(np.float32, copy=False)
+    return soxr.resample(samples, from_hz, to_hz, quality="HQ").astype(np.float32, copy=False)
+
+
+def stream_mono(
+    path: str | Path,
+    target_rate_hz: int,
+    block_frames: int = DEFAULT_BLOCK_FRAMES,
+) -> Iterator[np.ndarray]:
+    """Yield consecutive mono float32 blocks of ``path`` resampled to ``target_rate_hz``.
+
+    Concatenated, the blocks equal the whole file downmixed and resampled
+    (soxr's streaming resampler keeps its state between blocks).
+    """
+    try:
+        with sf.SoundFile(str(path)) as audio:
+            source_hz = int(audio.samplerate)
+            stream = None
+            if source_hz != target_rate_hz:
+                stream = soxr.ResampleStream(source_hz, target_rate_hz, 1, np.float32, "HQ")
+            for block in audio.blocks(blocksize=block_frames, dtype="float32", always_2d=True):
+                mono = to_mono(block)
+                yield mono if stream is None else stream.resample_chunk(mono)
+            if stream is not None:
+                yield stream.resample_chunk(np.zeros(0, np.float32), last=True)
+    except (sf.LibsndfileError, RuntimeError, OSError) as error:
+        raise AudioDecodeError(_reason(path, error)) from error
+
+
+def read_mono(path: str | Path, target_rate_hz: int) -> np.ndarray:
+    """The whole file as mono float32 at ``target_rate_hz`` (for short clips)."""
+    blocks = list(stream_mono(path, target_rate_hz))
+    if not blocks:
+        return np.zeros(0, np.float32)
+    return np.concatenate(blocks)

@@ -1,0 +1,82 @@
+"""The ``audify`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from audify_batch import __version__
+from audify_batch.audio_io import AudioDecodeError
+from audify_batch.checkpoint import DEFAULT_MODEL_DIR, CheckpointError, load_checkpoint
+from audify_batch.inference import SEGMENT_S, Precision, SegmentPrediction, classify_file
+from audify_batch.segments import LastWindow
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _hop_s(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= SEGMENT_S:
+        raise argparse.ArgumentTypeError(f"hop must be in (0, {SEGMENT_S}] seconds, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="audify", description="Label environmental sounds.")
+    parser.add_argument("--version", action="version", version=f"audify-batch {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    classify = commands.add_parser("classify", help="top-K labels for each 5 s segment of a file")
+    classify.add_argument("file", type=Path)
+    classify.add_argument("--top-k", type=_positive_int, default=3)
+    classify.add_argument("--hop-s", type=_hop_s, default=SEGMENT_S, help="segment hop (overlap)")
+    classify.add_argument("--last-window", choices=[p.value for p in LastWindow], default="pad")
+    classify.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="checkpoint folder")
+    classify.add_argument("--precision", choices=[p.value for p in Precision], default="auto")
+    return parser
+
+
+def format_prediction(prediction: SegmentPrediction) -> str:
+    labels = "  ".join(
+        f"{label} {conf:.3f}" for label, conf in zip(prediction.labels, prediction.confidences, strict=True)
+    )
+    return f"{prediction.start_s:9.2f} {prediction.end_s:9.2f}  {labels}"
+
+
+def run_classify(args: argparse.Namespace) -> int:
+    model, card = load_checkpoint(args.model)
+    predictions = classify_file(
+        model,
+        card,
+        args.file,
+        k=args.top_k,
+        hop_s=args.hop_s,
+        last_window=LastWindow(args.last_window),
+        precision=Precision(args.precision),
+    )
+    print(f"# {args.file}  model {card.name} {card.version}")
+    print(f"# {'start_s':>7} {'end_s':>9}  top-{args.top_k} labels with confidences")
+    for prediction in predictions:
+        print(format_prediction(prediction), flush=True)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run_classify(args)
+    except (AudioDecodeError, CheckpointError) as error:
+        print(f"audify: error: {error}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

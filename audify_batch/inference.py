@@ -1,0 +1,164 @@
+"""Run the classifier over segments: batching, precision, top-K.
+
+``classify_file`` streams one file (any length, rate, channel count)
+through decode -> resample -> segments -> model, holding at most one
+batch of segments in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from audify_batch.audio_io import probe, stream_mono
+from audify_batch.checkpoint import ModelCard
+from audify_batch.model import AudioClassifier
+from audify_batch.segments import LastWindow, Segment, plan_segments, seconds_to_samples
+
+SEGMENT_S = 5.0
+
+
+class Precision(StrEnum):
+    AUTO = "auto"
+    FP32 = "fp32"
+    BF16 = "bf16"
+
+
+@dataclass(frozen=True)
+class SegmentPrediction:
+    index: int
+    start_s: float
+    end_s: float
+    labels: tuple[str, ...]
+    confidences: tuple[float, ...]
+    embedding: np.ndarray
+
+
+def cpu_supports_bf16() -> bool:
+    """True where oneDNN runs bf16 convolutions natively (AVX512-BF16, AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_precision(precision: Precision, device: torch.device) -> Precision:
+    if precision is not Precision.AUTO:
+        return precision
+    if device.type == "cuda" or (device.type == "cpu" and cpu_supports_bf16()):
+        return Precision.BF16
+    return Precision.FP32
+
+
+@torch.inference_mode()
+def predict_batch(
+    model: AudioClassifier, waveforms: torch.Tensor, precision: Precision
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class probabilities (B, n_classes) and embeddings (B, D), float32.
+
+    The frontend always runs in float32; bf16 autocast covers the CNN only.
+    """
+    device = next(model.parameters()).device
+    features = model.features(waveforms.to(device, non_blocking=True))
+    enabled = precision is Precision.BF16
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled):
+        output = model.net(features)
+    return torch.softmax(output.logits.float(), dim=1), output.embedding.float()
+
+
+def top_k(
+    probs: torch.Tensor, labels: tuple[str, ...], k: int
+) -> list[tuple[tuple[str, ...], tuple[float, ...]]]:
+    values, indices = probs.topk(min(k, probs.shape[1]), dim=1)
+    return [
+        (tuple(labels[i] for i in row_idx.tolist()), tuple(round(v, 6) for v in row_val.tolist()))
+        for row_val, row_idx in zip(values, indices, strict=True)
+    ]
+
+
+def segment_audio(
+    blocks: Iterable[np.ndarray], segments: list[Segment], source_hz: int, model_hz: int
+) -> Iterator[tuple[Segment, np.ndarray]]:
+    """Cut model-rate blocks into the planned segments, each padded to a full window.
+
+    Segments are planned in source samples; their model-rate bounds are the
+    source bounds scaled by the rate ratio, rounded down.
+    """
+    window = seconds_to_samples(SEGMENT_S, model_hz)
+    buffer = np.zeros(0, np.float32)
+    offset = 0  # model-rate index of buffer[0]
+    pending = iter(segments)
+    current = next(pending, None)
+    for block in _with_end(blocks):
+        if block is not None:
+            buffer = np.concatenate([buffer, block])
+        while current is not None:
+            start = current.start_sample * model_hz // source_hz
+            end = min(current.end_sample * model_hz // source_hz, start + window)
+            if block is not None and offset + len(buffer) < end:
+                break
+            piece = buffer[start - offset : end - offset]
+            yield current, np.pad(piece, (0, window - len(piece)))
+            current = next(pending, None)
+            if current is not None:
+                next_start = current.start_sample * model_hz // source_hz
+                buffer, offset = buffer[next_start - offset :], next_start
+
+
+def _with_end(blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray | None]:
+    yield from blocks
+    yield None
+
+
+def classify_file(
+    model: AudioClassifier,
+    card: ModelCard,
+    path: str | Path,
+    k: int = 5,
+    hop_s: float = SEGMENT_S,
+    last_window: LastWindow = LastWindow.PAD,
+    batch_size: int = 64,
+    precision: Precision = Precision.AUTO,
+) -> Iterator[SegmentPrediction]:
+    """Top-K predictions for every segment of one file, in order."""
+    info = probe(path)
+    model_hz = card.frontend.sample_rate_hz
+    segments = plan_segments(
+        info.n_frames,
+        seconds_to_samples(SEGMENT_S, info.sample_rate_hz),
+        seconds_to_samples(hop_s, info.sample_rate_hz),
+        last_window,
+    )
+    device = next(model.parameters()).device
+    resolved = resolve_precision(precision, device)
+    pieces = segment_audio(stream_mono(path, model_hz), segments, info.sample_rate_hz, model_hz)
+    batch: list[tuple[Segment, np.ndarray]] = []
+    for item in _with_end(pieces):
+        if item is not None:
+            batch.append(item)
+        if batch and (item is None or len(batch) == batch_size):
+            yield from _predict(model, card, batch, k, resolved, info.sample_rate_hz)
+            batch = []
+
+
+def _predict(
+    model: AudioClassifier,
+    card: ModelCard,
+    batch: list[tuple[Segment, np.ndarray]],
+    k: int,
+    precision: Precision,
+    source_hz: int,
+) -> Iterator[SegmentPrediction]:
+    waveforms = torch.from_numpy(np.stack([audio for _, audio in batch]))
+    probs, embeddings = predict_batch(model, waveforms, precision)
+    for (segment, _), (labels, confs), emb in zip(
+        batch, top_k(probs, card.labels, k), embeddings.numpy(), strict=True
+    ):
+        yield SegmentPrediction(
+            segment.index, segment.start_s(source_hz), segment.end_s(source_hz), labels, confs, emb
+        )

@@ -1,0 +1,170 @@
+"""ResNet-style CNN over log-mel spectrograms.
+
+``AudioResNet`` maps normalised log-mels (B, n_mels, frames) to logits and
+the pooled embedding. ``AudioClassifier`` composes the frontend, the
+normalisation and the network so that a waveform batch goes in and the
+whole batch is featurised on the model's device.
+
+Every stage is a named child module (``stem``, ``stage1`` ...), so its
+activation is reachable with a forward hook (see ``capture_activations``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from audify_batch.features import FrontendConfig, LogMel
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    """Width and depth of the network; stored in the model card."""
+
+    n_classes: int = 50
+    stem_channels: int = 32
+    stage_channels: tuple[int, ...] = (32, 64, 128, 256)
+    blocks_per_stage: tuple[int, ...] = (1, 1, 1, 1)
+    dropout: float = 0.3
+
+    def __post_init__(self) -> None:
+        if self.n_classes < 2:
+            raise ValueError("n_classes must be at least 2")
+        if not self.stage_channels or len(self.stage_channels) != len(self.blocks_per_stage):
+            raise ValueError("stage_channels and blocks_per_stage need the same, non-zero length")
+        if min(self.stage_channels) <= 0 or min(self.blocks_per_stage) <= 0:
+            raise ValueError("channels and block counts must be positive")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError("dropout must be in [0, 1)")
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.stage_channels[-1]
+
+    @property
+    def stage_names(self) -> tuple[str, ...]:
+        return ("stem", *tuple(f"stage{i + 1}" for i in range(len(self.stage_channels))))
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> ArchConfig:
+        values = dict(data)
+        values["stage_channels"] = tuple(values["stage_channels"])  # type: ignore[arg-type]
+        values["blocks_per_stage"] = tuple(values["blocks_per_stage"])  # type: ignore[arg-type]
+        return cls(**values)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class ModelOutput:
+    logits: torch.Tensor
+    embedding: torch.Tensor
+
+
+class ResidualBlock(nn.Module):
+    """conv-BN-ReLU-conv-BN plus a (projected) shortcut, then ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                nn.BatchNorm2d(out_channels),
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return torch.relu(out + self.shortcut(x))
+
+
+def _stage(in_channels: int, out_channels: int, n_blocks: int, stride: int) -> nn.Sequential:
+    blocks = [ResidualBlock(in_channels, out_channels, stride)]
+    blocks += [ResidualBlock(out_channels, out_channels, 1) for _ in range(n_blocks - 1)]
+    return nn.Sequential(*blocks)
+
+
+class AudioResNet(nn.Module):
+    """Stem, residual stages, dropout, adaptive average pooling, linear head."""
+
+    def __init__(self, arch: ArchConfig) -> None:
+        super().__init__()
+        self.arch = arch
+        self.stem = nn.Sequential(
+            nn.Conv2d(1, arch.stem_channels, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(arch.stem_channels),
+            nn.ReLU(inplace=True),
+        )
+        in_channels = arch.stem_channels
+        for index, (channels, n_blocks) in enumerate(
+            zip(arch.stage_channels, arch.blocks_per_stage, strict=True)
+        ):
+            stride = 1 if index == 0 else 2
+            self.add_module(f"stage{index + 1}", _stage(in_channels, channels, n_blocks, stride))
+            in_channels = channels
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(arch.dropout)
+        self.head = nn.Linear(arch.embedding_dim, arch.n_classes)
+
+    def forward(self, log_mel: torch.Tensor) -> ModelOutput:
+        x = log_mel.unsqueeze(1)
+        for name in self.arch.stage_names:
+            x = getattr(self, name)(x)
+        embedding = torch.flatten(self.pool(x), 1)
+        return ModelOutput(logits=self.head(self.dropout(embedding)), embedding=embedding)
+
+
+class AudioClassifier(nn.Module):
+    """Waveforms at the model rate -> logits and embeddings, frontend included."""
+
+    def __init__(
+        self,
+        frontend: FrontendConfig,
+        arch: ArchConfig,
+        norm_mean_db: torch.Tensor,
+        norm_std_db: torch.Tensor,
+    ) -> None:
+        super().__init__()
+        if norm_mean_db.shape != (frontend.n_mels,) or norm_std_db.shape != (frontend.n_mels,):
+            raise ValueError("normalisation statistics need one value per mel band")
+        self.frontend = LogMel(frontend)
+        self.register_buffer("norm_mean_db", norm_mean_db.reshape(-1, 1).float())
+        self.register_buffer("norm_std_db", norm_std_db.reshape(-1, 1).float())
+        self.net = AudioResNet(arch)
+
+    def features(self, waveform: torch.Tensor) -> torch.Tensor:
+        """Normalised log-mels as the network sees them, (B, n_mels, frames)."""
+        return (self.frontend(waveform) - self.norm_mean_db) / self.norm_std_db
+
+    def forward(self, waveform: torch.Tensor) -> ModelOutput:
+        return self.net(self.features(waveform))
+
+
+@contextmanager
+def capture_activations(
+    net: AudioResNet, stage_names: tuple[str, ...] | None = None
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Record the output of each named stage during forward passes in the block."""
+    captured: dict[str, torch.Tensor] = {}
+    handles = []
+    for name in stage_names or net.arch.stage_names:
+
+        def hook(_module: nn.Module, _inputs: object, output: torch.Tensor, key: str = name) -> None:
+            captured[key] = output.detach()
+
+        handles.append(getattr(net, name).register_forward_hook(hook))
+    try:
+        yield captured
+    finally:
+        for handle in handles:
+            handle.remove()

@@ -1,0 +1,64 @@
+"""Segment planning: a pure function over integer sample counts.
+
+Windows of ``window_samples`` start every ``hop_samples`` from sample 0.
+What happens to audio after the last full window is an explicit policy:
+
+- ``PAD`` (default): one more, shorter segment covers the rest, and the
+  model sees it zero-padded to a full window. A recording shorter than one
+  window gives a single such segment. Every sample is covered.
+- ``DROP``: audio after the last full window is not labelled.
+
+Bounds are half-open ``[start_sample, end_sample)`` in the source's own rate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class LastWindow(StrEnum):
+    PAD = "pad"
+    DROP = "drop"
+
+
+@dataclass(frozen=True)
+class Segment:
+    index: int
+    start_sample: int
+    end_sample: int
+
+    @property
+    def n_samples(self) -> int:
+        return self.end_sample - self.start_sample
+
+    def start_s(self, sample_rate_hz: int) -> float:
+        return self.start_sample / sample_rate_hz
+
+    def end_s(self, sample_rate_hz: int) -> float:
+        return self.end_sample / sample_rate_hz
+
+
+def plan_segments(
+    n_samples: int,
+    window_samples: int,
+    hop_samples: int,
+    last_window: LastWindow = LastWindow.PAD,
+) -> list[Segment]:
+    """All segments of a recording of ``n_samples`` samples."""
+    if n_samples < 0:
+        raise ValueError(f"n_samples must be >= 0, got {n_samples}")
+    if window_samples <= 0 or not 0 < hop_samples <= window_samples:
+        raise ValueError("need window_samples > 0 and 0 < hop_samples <= window_samples")
+    n_full = 0 if n_samples < window_samples else (n_samples - window_samples) // hop_samples + 1
+    segments = [Segment(i, i * hop_samples, i * hop_samples + window_samples) for i in range(n_full)]
+    covered = segments[-1].end_sample if segments else 0
+    if last_window is LastWindow.PAD and covered < n_samples:
+        start = n_full * hop_samples
+        segments.append(Segment(n_full, start, n_samples))
+    return segments
+
+
+def seconds_to_samples(seconds: float, sample_rate_hz: int) -> int:
+    """Nearest whole number of samples for a duration."""
+    return round(seconds * sample_rate_hz)

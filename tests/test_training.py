@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from audify_batch.checkpoint import load_checkpoint
+from training.augment import mixup, random_time_shift, smooth_one_hot, spec_augment
+from training.data import DatasetError, load_dataset
+from training.train import main
+
+
+def test_two_epoch_smoke_run_writes_checkpoint_and_logs(shared_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cv"
+    code = main(
+        [
+            "cv",
+            "--data",
+            str(shared_data / "esc50"),
+            "--out",
+            str(out),
+            "--epochs",
+            "2",
+            "--limit-clips",
+            "60",
+            "--folds",
+            "1",
+        ]
+    )
+    assert code == 0
+    results = json.loads((out / "cv_results.json").read_text())
+    assert 0.0 <= results["folds"]["1"] <= 1.0
+    _model, card = load_checkpoint(out / "fold1")
+    assert card.training["training_folds"] == [2, 3, 4, 5]
+    assert card.training["recipe"]["epochs"] == 2
+    assert "training.train cv" in card.training["command"]
+    assert any((out / "fold1" / "tb").iterdir())  # TensorBoard events
+    # a rerun skips the finished fold
+    assert (
+        main(
+            [
+                "cv",
+                "--data",
+                str(shared_data / "esc50"),
+                "--out",
+                str(out),
+                "--epochs",
+                "2",
+                "--limit-clips",
+                "60",
+                "--folds",
+                "1",
+            ]
+        )
+        == 0
+    )
+
+
+def test_missing_dataset_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["cv", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "dataset folder not found" in err and "Traceback" not in err
+
+
+def test_incomplete_dataset_is_a_clear_error(shared_data: Path, tmp_path: Path) -> None:
+    root = tmp_path / "esc50"
+    (root / "meta").mkdir(parents=True)
+    (root / "audio").mkdir()
+    lines = (shared_data / "esc50" / "meta" / "esc50.csv").read_text().splitlines()
+    (root / "meta" / "esc50.csv").write_text("\n".join(lines[:11]) + "\n")
+    for line in lines[1:6]:
+        name = line.split(",")[0]
+        shutil.copy(shared_data / "esc50" / "audio" / name, root / "audio" / name)
+    with pytest.raises(DatasetError, match=r"5 of 10 audio files .* are missing"):
+        load_dataset(root)
+
+
+def test_augmentations_keep_shapes_and_are_seeded() -> None:
+    x = torch.randn(8, 64, 100)
+    y = smooth_one_hot(torch.arange(8) % 5, 5, 0.1)
+    torch.testing.assert_close(y.sum(1), torch.ones(8))
+    outs = []
+    for _ in range(2):
+        gen = torch.Generator().manual_seed(3)
+        xm, ym = mixup(random_time_shift(x, gen), y, 0.4, gen)
+        outs.append((spec_augment(xm, gen), ym))
+    torch.testing.assert_close(outs[0][0], outs[1][0])
+    assert outs[0][0].shape == x.shape and outs[0][1].shape == y.shape
+    torch.testing.assert_close(outs[0][1].sum(1), torch.ones(8))
+    masked = spec_augment(torch.ones(4, 64, 100), torch.Generator().manual_seed(0), 2, 8, 2, 25)
+    assert (masked == 0).any() and (masked == 1).any()
+
+
+def test_time_shift_is_a_rotation() -> None:
+    x = torch.arange(10.0).view(1, 1, 10).expand(3, 2, 10).contiguous()
+    shifted = random_time_shift(x, torch.Generator().manual_seed(1))
+    for row in shifted:
+        assert sorted(row[0].tolist()) == list(range(10))
+        assert torch.equal(row[0], row[1])

@@ -1,0 +1,1 @@
+"""Training and evaluation of the audify-batch CNN on ESC-50."""

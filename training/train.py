@@ -1,0 +1,205 @@
+"""Command line: 5-fold cross-validation, and the shipped model on all clips.
+
+    python -m training.train cv   --data ../shared/data/esc50 --out runs/cv
+    python -m training.evaluate --model runs/cv/fold4 --out runs/cv/fold4_eval.json
+    python -m training.train full --data ../shared/data/esc50 --out audify_batch/models/default \
+        --cv-results runs/cv/cv_results.json --eval-results runs/cv/fold4_eval.json
+
+Each fold's model is saved under OUT/foldK, its accuracy appended to
+OUT/cv_results.json (a rerun skips folds already done).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from audify_batch.checkpoint import ModelCard, save_checkpoint
+from audify_batch.features import FrontendConfig
+from audify_batch.model import ArchConfig, AudioClassifier
+from training.data import (
+    DEFAULT_ESC50_ROOT,
+    ESC50_FOLDS,
+    ESC50_LICENCE,
+    Dataset,
+    DatasetError,
+    compute_log_mels,
+    load_dataset,
+)
+from training.recipe import TrainConfig, predict_logits, train_model
+
+MODEL_NAME = "audify-esc50-resnet"
+MODEL_VERSION = "1.0.0"
+
+
+def git_commit() -> str:
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("-dirty" if dirty else "")
+
+
+def make_card(
+    dataset: Dataset,
+    frontend: FrontendConfig,
+    arch: ArchConfig,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    training: dict[str, object],
+    evaluation: dict[str, object],
+) -> ModelCard:
+    return ModelCard(
+        name=MODEL_NAME,
+        version=MODEL_VERSION,
+        labels=dataset.labels,
+        frontend=frontend,
+        arch=arch,
+        norm_mean_db=tuple(round(float(v), 5) for v in mean),
+        norm_std_db=tuple(round(float(v), 5) for v in std),
+        training=training,
+        evaluation=evaluation,
+    )
+
+
+def training_facts(args: argparse.Namespace, cfg: TrainConfig, folds: list[int]) -> dict[str, object]:
+    return {
+        "data": str(Path(args.data)),
+        "data_description": "ESC-50, 2000 clips, 50 classes, 16 kHz mono, official folds",
+        "training_folds": folds,
+        "licence": ESC50_LICENCE,
+        "command": "python -m training.train " + shlex.join(sys.argv[1:]),
+        "git_commit": git_commit(),
+        "recipe": cfg.to_dict(),
+        "torch": torch.__version__,
+    }
+
+
+def _fit_and_save(
+    out_dir: Path,
+    dataset: Dataset,
+    features: torch.Tensor,
+    train_mask: torch.Tensor,
+    args: argparse.Namespace,
+    cfg: TrainConfig,
+    evaluation: dict[str, object],
+) -> tuple[AudioClassifier, ModelCard]:
+    targets = torch.from_numpy(dataset.targets())
+    frontend, arch = FrontendConfig(), ArchConfig(n_classes=len(dataset.labels))
+    folds = sorted({int(f) for f in torch.from_numpy(dataset.folds())[train_mask].tolist()})
+    net, mean, std = train_model(features[train_mask], targets[train_mask], arch, cfg, out_dir / "tb")
+    model = AudioClassifier(frontend, arch, mean, std)
+    model.net = net.to(memory_format=torch.contiguous_format)
+    card = make_card(dataset, frontend, arch, mean, std, training_facts(args, cfg, folds), evaluation)
+    return model, save_checkpoint(out_dir, model, card)
+
+
+def run_cv(args: argparse.Namespace, dataset: Dataset, features: torch.Tensor, cfg: TrainConfig) -> None:
+    out = Path(args.out)
+    results_path = out / "cv_results.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {"folds": {}}
+    fold_ids = torch.from_numpy(dataset.folds())
+    targets = torch.from_numpy(dataset.targets())
+    for fold in args.folds:
+        if str(fold) in results["folds"]:
+            print(f"fold {fold}: done before, {results['folds'][str(fold)]:.4f}")
+            continue
+        started = time.perf_counter()
+        test_mask = fold_ids == fold
+        model, _ = _fit_and_save(
+            out / f"fold{fold}", dataset, features, ~test_mask, args, cfg, {"held_out_fold": fold}
+        )
+        logits = predict_logits(
+            model.net, features[test_mask], model.norm_mean_db.squeeze(1), model.norm_std_db.squeeze(1)
+        )
+        accuracy = float((logits.argmax(1) == targets[test_mask]).float().mean())
+        results["folds"][str(fold)] = accuracy
+        results["recipe"] = cfg.to_dict()
+        results_path.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"fold {fold}: accuracy {accuracy:.4f} ({time.perf_counter() - started:.0f} s)", flush=True)
+    accs = list(results["folds"].values())
+    if len(accs) > 1:
+        print(f"mean {statistics.mean(accs):.4f} +- {statistics.stdev(accs):.4f} over {len(accs)} folds")
+
+
+def cv_summary(path: Path) -> dict[str, object]:
+    results = json.loads(Path(path).read_text())
+    accs = [results["folds"][str(f)] for f in ESC50_FOLDS if str(f) in results["folds"]]
+    summary = dict(results)
+    summary.pop("recipe", None)
+    summary["cv_fold_accuracy"] = summary.pop("folds")
+    if len(accs) > 1:
+        summary["cv_mean_accuracy"] = round(statistics.mean(accs), 4)
+        summary["cv_std_accuracy"] = round(statistics.stdev(accs), 4)
+    return summary
+
+
+def run_full(args: argparse.Namespace, dataset: Dataset, features: torch.Tensor, cfg: TrainConfig) -> None:
+    evaluation = cv_summary(args.cv_results) if args.cv_results else {}
+    for path in args.eval_results:
+        evaluation.update(json.loads(Path(path).read_text()))
+    all_mask = torch.ones(len(dataset.clips), dtype=torch.bool)
+    _, card = _fit_and_save(Path(args.out), dataset, features, all_mask, args, cfg, evaluation)
+    print(f"wrote {args.out} ({card.name} {card.version}, weights {card.weights_sha256[:12]})")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.train",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("mode", choices=["cv", "full"])
+    parser.add_argument("--data", default=str(DEFAULT_ESC50_ROOT), help="ESC-50 folder")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--folds", default="1,2,3,4,5", type=lambda s: [int(f) for f in s.split(",")])
+    parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    parser.add_argument("--seed", type=int, default=TrainConfig.seed)
+    parser.add_argument("--limit-clips", type=int, default=0, help="use only N clips (smoke tests)")
+    parser.add_argument("--cv-results", help="cv_results.json to copy into the model card (full)")
+    parser.add_argument(
+        "--eval-results",
+        nargs="*",
+        default=[],
+        help="evaluation JSON files (training.evaluate) for the model card (full)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    cfg = replace(TrainConfig(), epochs=args.epochs, seed=args.seed)
+    try:
+        dataset = load_dataset(Path(args.data), expect_full=args.limit_clips == 0)
+    except DatasetError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.limit_clips:
+        step = max(1, len(dataset.clips) // args.limit_clips)
+        dataset = Dataset(dataset.clips[::step][: args.limit_clips], dataset.labels)
+    started = time.perf_counter()
+    features = compute_log_mels(dataset.clips, FrontendConfig())
+    print(f"log-mels of {len(features)} clips in {time.perf_counter() - started:.1f} s", flush=True)
+    (run_cv if args.mode == "cv" else run_full)(args, dataset, features, cfg)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

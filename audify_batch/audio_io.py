@@ -7,8 +7,10 @@ blocks so that a long recording is never held whole in memory.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -18,7 +20,12 @@ DEFAULT_BLOCK_FRAMES = 1 << 17
 
 
 class AudioDecodeError(Exception):
-    """A file could not be read as audio; the message says why."""
+    """A file could not be read as audio; ``reason`` says why, ``str()`` adds the path."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -38,19 +45,23 @@ def probe(path: str | Path) -> AudioInfo:
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, OSError) as error:
-        raise AudioDecodeError(_reason(path, error)) from error
+        raise _decode_error(path, error) from error
     return AudioInfo(str(path), int(info.samplerate), int(info.channels), int(info.frames))
 
 
-def _reason(path: str | Path, error: BaseException) -> str:
+def _reason(error: BaseException) -> str:
     if isinstance(error, FileNotFoundError):
-        return f"{path}: no such file"
+        return "no such file"
     if isinstance(error, PermissionError):
-        return f"{path}: permission denied"
+        return "permission denied"
     if isinstance(error, IsADirectoryError):
-        return f"{path}: is a directory"
-    text = str(error).strip() or type(error).__name__
-    return f"{path}: not readable as audio ({text})"
+        return "is a directory"
+    text = getattr(error, "error_string", None) or str(error).strip() or type(error).__name__
+    return f"not readable as audio ({text.rstrip('.')})"
+
+
+def _decode_error(path: str | Path, error: BaseException) -> AudioDecodeError:
+    return AudioDecodeError(str(path), _reason(error))
 
 
 def to_mono(block: np.ndarray) -> np.ndarray:
@@ -67,29 +78,51 @@ def resample(samples: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
     return soxr.resample(samples, from_hz, to_hz, quality="HQ").astype(np.float32, copy=False)
 
 
+@contextmanager
+def open_audio(source: str | Path | BinaryIO, name: str | None = None) -> Iterator[sf.SoundFile]:
+    """An open ``soundfile.SoundFile``; any failure to open is an ``AudioDecodeError``."""
+    label = name or str(source)
+    try:
+        audio = sf.SoundFile(source if not isinstance(source, Path) else str(source))
+    except (sf.LibsndfileError, RuntimeError, OSError, TypeError) as error:
+        raise _decode_error(label, error) from error
+    with audio:
+        yield audio
+
+
+def decode_blocks(
+    audio: sf.SoundFile,
+    target_rate_hz: int,
+    block_frames: int = DEFAULT_BLOCK_FRAMES,
+    name: str | None = None,
+) -> Iterator[np.ndarray]:
+    """Consecutive mono float32 blocks of an open file, resampled to ``target_rate_hz``.
+
+    Concatenated, the blocks equal the whole file downmixed and resampled
+    (soxr's streaming resampler keeps its state between blocks).
+    """
+    source_hz = int(audio.samplerate)
+    stream = None
+    if source_hz != target_rate_hz:
+        stream = soxr.ResampleStream(source_hz, target_rate_hz, 1, np.float32, "HQ")
+    try:
+        for block in audio.blocks(blocksize=block_frames, dtype="float32", always_2d=True):
+            mono = to_mono(block)
+            yield mono if stream is None else stream.resample_chunk(mono)
+    except (sf.LibsndfileError, RuntimeError, OSError) as error:
+        raise _decode_error(name or audio.name, error) from error
+    if stream is not None:
+        yield stream.resample_chunk(np.zeros(0, np.float32), last=True)
+
+
 def stream_mono(
     path: str | Path,
     target_rate_hz: int,
     block_frames: int = DEFAULT_BLOCK_FRAMES,
 ) -> Iterator[np.ndarray]:
-    """Yield consecutive mono float32 blocks of ``path`` resampled to ``target_rate_hz``.
-
-    Concatenated, the blocks equal the whole file downmixed and resampled
-    (soxr's streaming resampler keeps its state between blocks).
-    """
-    try:
-        with sf.SoundFile(str(path)) as audio:
-            source_hz = int(audio.samplerate)
-            stream = None
-            if source_hz != target_rate_hz:
-                stream = soxr.ResampleStream(source_hz, target_rate_hz, 1, np.float32, "HQ")
-            for block in audio.blocks(blocksize=block_frames, dtype="float32", always_2d=True):
-                mono = to_mono(block)
-                yield mono if stream is None else stream.resample_chunk(mono)
-            if stream is not None:
-                yield stream.resample_chunk(np.zeros(0, np.float32), last=True)
-    except (sf.LibsndfileError, RuntimeError, OSError) as error:
-        raise AudioDecodeError(_reason(path, error)) from error
+    """Mono float32 blocks of the file at ``path``, resampled to ``target_rate_hz``."""
+    with open_audio(path) as audio:
+        yield from decode_blocks(audio, target_rate_hz, block_frames, str(path))
 
 
 def read_mono(path: str | Path, target_rate_hz: int) -> np.ndarray:

@@ -7,11 +7,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import duckdb
+
 from audify_batch import __version__
 from audify_batch.audio_io import AudioDecodeError
 from audify_batch.checkpoint import DEFAULT_MODEL_DIR, CheckpointError, load_checkpoint
+from audify_batch.cli_label import add_label_parser, run_label
 from audify_batch.inference import SEGMENT_S, Precision, SegmentPrediction, classify_file
+from audify_batch.query import format_table, run_sql, text_report
 from audify_batch.segments import LastWindow
+from audify_batch.sources import SourceError
 
 
 def _positive_int(text: str) -> int:
@@ -39,7 +44,24 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--last-window", choices=[p.value for p in LastWindow], default="pad")
     classify.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="checkpoint folder")
     classify.add_argument("--precision", choices=[p.value for p in Precision], default="auto")
+    add_label_parser(commands)
+    query = commands.add_parser("query", help="run DuckDB SQL over the views of OUT")
+    query.add_argument("out")
+    query.add_argument("sql", help="SQL over the views segments, recordings, runs, labels, embeddings")
+    query.add_argument("--max-rows", type=_positive_int, default=50)
+    report = commands.add_parser("report", help="a plain-text report of OUT")
+    report.add_argument("out")
     return parser
+
+
+def run_query(args: argparse.Namespace) -> int:
+    print(format_table(run_sql(args.out, args.sql), max_rows=args.max_rows))
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    print(text_report(args.out))
+    return 0
 
 
 def format_prediction(prediction: SegmentPrediction) -> str:
@@ -69,9 +91,17 @@ def run_classify(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    commands = {"classify": run_classify, "label": run_label, "query": run_query, "report": run_report}
     try:
-        return run_classify(args)
-    except (AudioDecodeError, CheckpointError) as error:
+        return commands[args.command](args)
+    except (
+        AudioDecodeError,
+        CheckpointError,
+        SourceError,
+        ValueError,
+        duckdb.Error,
+        FileNotFoundError,
+    ) as error:
         print(f"audify: error: {error}", file=sys.stderr)
         return 1
     except BrokenPipeError:

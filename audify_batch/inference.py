@@ -7,7 +7,7 @@ batch of segments in memory.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -18,9 +18,15 @@ import torch
 from audify_batch.audio_io import probe, stream_mono
 from audify_batch.checkpoint import ModelCard
 from audify_batch.model import AudioClassifier
-from audify_batch.segments import LastWindow, Segment, plan_segments, seconds_to_samples
-
-SEGMENT_S = 5.0
+from audify_batch.segments import (
+    SEGMENT_S,
+    LastWindow,
+    Segment,
+    plan_segments,
+    seconds_to_samples,
+    segment_audio,
+    with_end,
+)
 
 
 class Precision(StrEnum):
@@ -55,6 +61,13 @@ def resolve_precision(precision: Precision, device: torch.device) -> Precision:
     return Precision.FP32
 
 
+def prepare_for_inference(model: AudioClassifier, device: torch.device) -> AudioClassifier:
+    """Eval mode on ``device``; channels-last convolutions (faster with oneDNN and cuDNN)."""
+    model = model.eval().to(device)
+    model.net.to(memory_format=torch.channels_last)
+    return model
+
+
 @torch.inference_mode()
 def predict_batch(
     model: AudioClassifier, waveforms: torch.Tensor, precision: Precision
@@ -81,40 +94,6 @@ def top_k(
     ]
 
 
-def segment_audio(
-    blocks: Iterable[np.ndarray], segments: list[Segment], source_hz: int, model_hz: int
-) -> Iterator[tuple[Segment, np.ndarray]]:
-    """Cut model-rate blocks into the planned segments, each padded to a full window.
-
-    Segments are planned in source samples; their model-rate bounds are the
-    source bounds scaled by the rate ratio, rounded down.
-    """
-    window = seconds_to_samples(SEGMENT_S, model_hz)
-    buffer = np.zeros(0, np.float32)
-    offset = 0  # model-rate index of buffer[0]
-    pending = iter(segments)
-    current = next(pending, None)
-    for block in _with_end(blocks):
-        if block is not None:
-            buffer = np.concatenate([buffer, block])
-        while current is not None:
-            start = current.start_sample * model_hz // source_hz
-            end = min(current.end_sample * model_hz // source_hz, start + window)
-            if block is not None and offset + len(buffer) < end:
-                break
-            piece = buffer[start - offset : end - offset]
-            yield current, np.pad(piece, (0, window - len(piece)))
-            current = next(pending, None)
-            if current is not None:
-                next_start = current.start_sample * model_hz // source_hz
-                buffer, offset = buffer[next_start - offset :], next_start
-
-
-def _with_end(blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray | None]:
-    yield from blocks
-    yield None
-
-
 def classify_file(
     model: AudioClassifier,
     card: ModelCard,
@@ -138,7 +117,7 @@ def classify_file(
     resolved = resolve_precision(precision, device)
     pieces = segment_audio(stream_mono(path, model_hz), segments, info.sample_rate_hz, model_hz)
     batch: list[tuple[Segment, np.ndarray]] = []
-    for item in _with_end(pieces):
+    for item in with_end(pieces):
         if item is not None:
             batch.append(item)
         if batch and (item is None or len(batch) == batch_size):

@@ -9,12 +9,20 @@ What happens to audio after the last full window is an explicit policy:
 - ``DROP``: audio after the last full window is not labelled.
 
 Bounds are half-open ``[start_sample, end_sample)`` in the source's own rate.
+``segment_audio`` then cuts a stream of model-rate blocks at those bounds.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TypeVar
+
+import numpy as np
+
+SEGMENT_S = 5.0
+T = TypeVar("T")
 
 
 class LastWindow(StrEnum):
@@ -62,3 +70,38 @@ def plan_segments(
 def seconds_to_samples(seconds: float, sample_rate_hz: int) -> int:
     """Nearest whole number of samples for a duration."""
     return round(seconds * sample_rate_hz)
+
+
+def segment_audio(
+    blocks: Iterable[np.ndarray], segments: list[Segment], source_hz: int, model_hz: int
+) -> Iterator[tuple[Segment, np.ndarray]]:
+    """Cut model-rate blocks into the planned segments, each padded to a full window.
+
+    Segments are planned in source samples; their model-rate bounds are the
+    source bounds scaled by the rate ratio, rounded down.
+    """
+    window = seconds_to_samples(SEGMENT_S, model_hz)
+    buffer = np.zeros(0, np.float32)
+    offset = 0  # model-rate index of buffer[0]
+    pending = iter(segments)
+    current = next(pending, None)
+    for block in with_end(blocks):
+        if block is not None:
+            buffer = np.concatenate([buffer, block])
+        while current is not None:
+            start = current.start_sample * model_hz // source_hz
+            end = min(current.end_sample * model_hz // source_hz, start + window)
+            if block is not None and offset + len(buffer) < end:
+                break
+            piece = buffer[start - offset : end - offset]
+            yield current, np.pad(piece, (0, window - len(piece)))
+            current = next(pending, None)
+            if current is not None:
+                next_start = current.start_sample * model_hz // source_hz
+                buffer, offset = buffer[next_start - offset :], next_start
+
+
+def with_end(items: Iterable[T]) -> Iterator[T | None]:
+    """The items, then one ``None`` to mark the end."""
+    yield from items
+    yield None

@@ -1,6 +1,13 @@
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
+
+# Prefect: no telemetry, and a private home for this test session (set before prefect is imported).
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["DO_NOT_TRACK"] = "1"
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="audify-prefect-home-")
 
 import numpy as np
 import pytest
@@ -33,4 +40,43 @@ def write_tone(
     mono = 0.3 * np.sin(2 * np.pi * freq_hz * t)
     data = np.repeat(mono[:, None], channels, axis=1) if channels > 1 else mono
     sf.write(str(path), data, sample_rate_hz, subtype=subtype)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small, randomly initialised checkpoint: the fake model for pipeline mechanics."""
+    import torch
+
+    from audify_batch.checkpoint import ModelCard, build_classifier, save_checkpoint
+    from audify_batch.features import FrontendConfig
+    from audify_batch.model import ArchConfig
+
+    torch.manual_seed(0)
+    arch = ArchConfig(n_classes=6, stem_channels=4, stage_channels=(4, 8), blocks_per_stage=(1, 1))
+    n_mels = FrontendConfig().n_mels
+    card = ModelCard(
+        name="tiny-fake",
+        version="0.1",
+        labels=("dog", "rain", "siren", "o'clock", "wind", "engine"),
+        frontend=FrontendConfig(),
+        arch=arch,
+        norm_mean_db=tuple([-30.0] * n_mels),
+        norm_std_db=tuple([20.0] * n_mels),
+    )
+    directory = tmp_path_factory.mktemp("tiny-model")
+    model = build_classifier(card)
+    for module in model.modules():  # non-trivial BN statistics
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_var.fill_(0.5)
+    save_checkpoint(directory, model.eval(), card)
+    return directory
+
+
+def write_noise(
+    path: Path, seconds: float, sample_rate_hz: int = 16_000, seed: int = 0, channels: int = 1
+) -> Path:
+    rng = np.random.default_rng(seed)
+    data = 0.2 * rng.standard_normal((round(seconds * sample_rate_hz), channels))
+    sf.write(str(path), data if channels > 1 else data[:, 0], sample_rate_hz, subtype="PCM_16")
     return path

@@ -1,0 +1,104 @@
+"""``audify label``: the archive job from the command line, with a progress bar."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from tqdm import tqdm
+
+from audify_batch.checkpoint import DEFAULT_MODEL_DIR
+from audify_batch.inference import Precision
+from audify_batch.pipeline import LabelConfig, label_archive
+from audify_batch.records import Progress, RunSummary
+from audify_batch.segments import LastWindow
+
+EXIT_SOME_FAILED = 3
+
+
+def add_label_parser(commands: Any) -> None:
+    label = commands.add_parser(
+        "label",
+        help="label an archive into Parquet",
+        description="Label every new or changed recording under SOURCE (a folder, a glob or a list "
+        f"file) into OUT. Exit status: 0 all labeled, {EXIT_SOME_FAILED} some recordings failed "
+        "(see the summary), 1 the run could not start.",
+    )
+    label.add_argument("source")
+    label.add_argument("--out", required=True)
+    label.add_argument("--model", default=str(DEFAULT_MODEL_DIR), help="checkpoint folder")
+    label.add_argument("--hop-s", type=float, default=5.0, help="segment hop in seconds (overlap)")
+    label.add_argument("--last-window", choices=[p.value for p in LastWindow], default="pad")
+    label.add_argument("--top-k", type=int, default=5)
+    label.add_argument("--batch-size", type=int, default=64)
+    label.add_argument("--workers", type=int, help="DataLoader workers (default: chosen for the machine)")
+    label.add_argument("--threads", type=int, help="torch threads on CPU (default: all cores)")
+    label.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    label.add_argument("--precision", choices=[p.value for p in Precision], default="auto")
+    label.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def config_from_args(args: argparse.Namespace) -> LabelConfig:
+    return LabelConfig(
+        source=args.source,
+        out=args.out,
+        model_dir=args.model,
+        hop_s=args.hop_s,
+        last_window=LastWindow(args.last_window),
+        top_k=args.top_k,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        threads=args.threads,
+        device=args.device,
+        precision=Precision(args.precision),
+    )
+
+
+class ProgressBar:
+    """tqdm over recordings, with segments, audio hours and realtime factor."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.bar: tqdm | None = None
+        self.enabled = enabled
+
+    def __call__(self, progress: Progress) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            self.bar = tqdm(total=progress.recordings_total, unit="rec", file=sys.stderr)
+        self.bar.n = progress.recordings_done
+        self.bar.set_postfix(
+            segments=progress.segments,
+            audio_h=f"{progress.audio_s / 3600:.2f}",
+            realtime=f"{progress.realtime_factor:.0f}x",
+            refresh=True,
+        )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def format_summary(summary: RunSummary) -> str:
+    lines = [
+        f"run {summary.run_id} -> {summary.out} ({summary.model})",
+        f"recordings: {summary.n_recordings} found, {summary.n_labeled} labeled, "
+        f"{summary.n_skipped} unchanged (skipped), {summary.n_failed} failed",
+        f"segments: {summary.n_segments}, audio {summary.audio_s / 3600:.2f} h in {summary.wall_s:.1f} s "
+        f"({summary.realtime_factor:.0f}x realtime)",
+    ]
+    lines += [f"failed: {uri}: {reason}" for uri, reason in summary.failures[:20]]
+    if len(summary.failures) > 20:
+        lines.append(f"... and {len(summary.failures) - 20} more failures (see the recordings table)")
+    return "\n".join(lines)
+
+
+def run_label(args: argparse.Namespace) -> int:
+    bar = ProgressBar(enabled=not args.no_progress)
+    try:
+        summary = label_archive(config_from_args(args), progress=bar)
+    finally:
+        bar.close()
+    print(format_summary(summary))
+    return EXIT_SOME_FAILED if summary.n_failed else 0

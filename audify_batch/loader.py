@@ -1,0 +1,226 @@
+"""Worker side: decode, resample and segment recordings inside DataLoader workers.
+
+``SegmentDataset`` is an ``IterableDataset`` over the run's recordings.
+Worker ``w`` of ``n`` takes recordings ``w, w + n, w + 2n, ...``: every
+recording goes to exactly one worker. Each worker yields ``SegmentChunk``s:
+up to ``batch_size`` model-rate segments (from one or more recordings) plus
+the outcomes of the recordings it finished. A recording's segments always
+arrive before (or with) its outcome. Workers never write output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import fsspec
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from audify_batch.audio_io import AudioDecodeError, decode_blocks, open_audio
+from audify_batch.schema import STATUS_FAILED, STATUS_LABELED
+from audify_batch.segments import LastWindow, Segment, plan_segments, seconds_to_samples, segment_audio
+from audify_batch.sources import RecordingRef, fingerprint
+
+MAX_OUTCOMES_PER_CHUNK = 256
+
+
+@dataclass(frozen=True)
+class SegmentingConfig:
+    segment_s: float = 5.0
+    hop_s: float = 5.0
+    last_window: LastWindow = LastWindow.PAD
+    model_rate_hz: int = 16_000
+    block_frames: int = 1 << 17
+
+    def __post_init__(self) -> None:
+        if self.segment_s != 5.0:
+            raise ValueError("the model takes 5-second segments")
+        if not 0 < self.hop_s <= self.segment_s:
+            raise ValueError(f"hop_s must be in (0, {self.segment_s}], got {self.hop_s}")
+        if self.block_frames <= 0:
+            raise ValueError("block_frames must be positive")
+
+
+@dataclass(frozen=True)
+class RecordingOutcome:
+    """What a worker learned about one recording."""
+
+    index: int
+    status: str
+    error: str | None = None
+    fingerprint: str | None = None
+    sample_rate_hz: int | None = None
+    channels: int | None = None
+    duration_s: float | None = None
+    n_segments: int = 0
+
+
+@dataclass(frozen=True)
+class SegmentPiece:
+    recording_index: int
+    segment: Segment
+    waveform: np.ndarray
+
+
+@dataclass
+class SegmentChunk:
+    """One worker hand-off: segment tensors plus finished recordings."""
+
+    recording_index: torch.Tensor  # int64 (B,)
+    segment_index: torch.Tensor  # int64 (B,)
+    start_sample: torch.Tensor  # int64 (B,), source rate
+    end_sample: torch.Tensor  # int64 (B,), source rate
+    waveforms: torch.Tensor  # float32 (B, window) at the model rate
+    finished: tuple[RecordingOutcome, ...] = ()
+
+    def pin_memory(self) -> SegmentChunk:
+        return SegmentChunk(
+            self.recording_index,
+            self.segment_index,
+            self.start_sample,
+            self.end_sample,
+            self.waveforms.pin_memory(),
+            self.finished,
+        )
+
+    def __len__(self) -> int:
+        return int(self.recording_index.shape[0])
+
+
+@dataclass
+class _ChunkBuilder:
+    window: int
+    pieces: list[SegmentPiece] = field(default_factory=list)
+    finished: list[RecordingOutcome] = field(default_factory=list)
+
+    def take(self) -> SegmentChunk:
+        pieces, self.pieces = self.pieces, []
+        finished, self.finished = tuple(self.finished), []
+        waves = np.stack([p.waveform for p in pieces]) if pieces else np.zeros((0, self.window), np.float32)
+        return SegmentChunk(
+            torch.tensor([p.recording_index for p in pieces], dtype=torch.int64),
+            torch.tensor([p.segment.index for p in pieces], dtype=torch.int64),
+            torch.tensor([p.segment.start_sample for p in pieces], dtype=torch.int64),
+            torch.tensor([p.segment.end_sample for p in pieces], dtype=torch.int64),
+            torch.from_numpy(waves),
+            finished,
+        )
+
+
+class _Counted:
+    """Pass blocks through, counting samples."""
+
+    def __init__(self, blocks: Iterator[np.ndarray]) -> None:
+        self.blocks = blocks
+        self.n_samples = 0
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for block in self.blocks:
+            self.n_samples += len(block)
+            yield block
+
+
+def _failed(index: int, reason: str, **facts: Any) -> RecordingOutcome:
+    return RecordingOutcome(index, STATUS_FAILED, reason, **facts)
+
+
+def _os_reason(error: OSError) -> str:
+    if isinstance(error, FileNotFoundError):
+        return "no such file"
+    if isinstance(error, PermissionError):
+        return "permission denied"
+    return f"cannot read ({type(error).__name__}: {error})"
+
+
+def recording_pieces(
+    index: int, ref: RecordingRef, cfg: SegmentingConfig, storage_options: dict[str, Any] | None = None
+) -> Iterator[SegmentPiece | RecordingOutcome]:
+    """Segments of one recording, then its outcome; every failure becomes an outcome."""
+    if ref.error:
+        yield _failed(index, ref.error)
+        return
+    try:
+        yield from _decode_recording(index, ref, cfg, storage_options)
+    except AudioDecodeError as error:
+        yield _failed(index, error.reason)
+    except OSError as error:
+        yield _failed(index, _os_reason(error))
+
+
+def _decode_recording(
+    index: int, ref: RecordingRef, cfg: SegmentingConfig, storage_options: dict[str, Any] | None
+) -> Iterator[SegmentPiece | RecordingOutcome]:
+    if ref.size_bytes == 0:
+        yield _failed(index, "empty file (0 bytes)")
+        return
+    print_ = fingerprint(ref.uri, ref.size_bytes, storage_options)
+    with (
+        fsspec.open(ref.uri, "rb", **(storage_options or {})) as handle,
+        open_audio(handle, ref.uri) as audio,
+    ):
+        rate_hz, channels, n_frames = int(audio.samplerate), int(audio.channels), int(audio.frames)
+        facts = dict(fingerprint=print_, sample_rate_hz=rate_hz, channels=channels,
+                     duration_s=n_frames / rate_hz)  # fmt: skip
+        if n_frames <= 0:
+            yield _failed(index, "no audio samples (zero-length audio)", **facts)
+            return
+        segments = plan_segments(
+            n_frames,
+            seconds_to_samples(cfg.segment_s, rate_hz),
+            seconds_to_samples(cfg.hop_s, rate_hz),
+            cfg.last_window,
+        )
+        blocks = _Counted(decode_blocks(audio, cfg.model_rate_hz, cfg.block_frames, ref.uri))
+        for segment, waveform in segment_audio(blocks, segments, rate_hz, cfg.model_rate_hz):
+            yield SegmentPiece(index, segment, waveform)
+        expected = n_frames * cfg.model_rate_hz // rate_hz
+        if blocks.n_samples < expected - cfg.model_rate_hz // 10:
+            decoded_s = blocks.n_samples / cfg.model_rate_hz
+            reason = f"truncated: decoded {decoded_s:.2f} s of {n_frames / rate_hz:.2f} s"
+            yield _failed(index, reason, **facts)
+            return
+        yield RecordingOutcome(index, STATUS_LABELED, None, n_segments=len(segments), **facts)
+
+
+class SegmentDataset(IterableDataset):
+    """Recordings in, ``SegmentChunk``s out; sharded across DataLoader workers."""
+
+    def __init__(
+        self,
+        refs: list[RecordingRef],
+        cfg: SegmentingConfig,
+        batch_size: int,
+        storage_options: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.refs = refs
+        self.cfg = cfg
+        self.batch_size = batch_size
+        self.storage_options = storage_options
+
+    def shard(self) -> range:
+        info = get_worker_info()
+        worker_id, n_workers = (info.id, info.num_workers) if info else (0, 1)
+        return range(worker_id, len(self.refs), n_workers)
+
+    def __iter__(self) -> Iterator[SegmentChunk]:
+        builder = _ChunkBuilder(seconds_to_samples(self.cfg.segment_s, self.cfg.model_rate_hz))
+        for index in self.shard():
+            for item in recording_pieces(index, self.refs[index], self.cfg, self.storage_options):
+                if isinstance(item, SegmentPiece):
+                    builder.pieces.append(item)
+                else:
+                    builder.finished.append(item)
+                full = len(builder.pieces) >= self.batch_size
+                if full or len(builder.finished) >= MAX_OUTCOMES_PER_CHUNK:
+                    yield builder.take()
+        if builder.pieces or builder.finished:
+            yield builder.take()
+
+
+def init_worker(_worker_id: int) -> None:
+    """Each worker decodes on one thread; the model gets the rest of the machine."""
+    torch.set_num_threads(1)

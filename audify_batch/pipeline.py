@@ -1,0 +1,223 @@
+"""Label an archive: sources -> DataLoader workers (decode, resample, segment) -> model -> one writer.
+
+``label_archive`` is the whole job as a plain function; the CLI and the
+Prefect flow both call it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from audify_batch import schema as S
+from audify_batch.checkpoint import DEFAULT_MODEL_DIR, ModelCard, load_checkpoint
+from audify_batch.inference import Precision, prepare_for_inference, resolve_precision
+from audify_batch.loader import SegmentDataset, SegmentingConfig, init_worker
+from audify_batch.model import AudioClassifier
+from audify_batch.records import Progress, RunSummary
+from audify_batch.rows import RowCollector
+from audify_batch.segments import LastWindow
+from audify_batch.sink import ParquetSink
+from audify_batch.sources import RecordingRef, discover
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    """Everything one labeling run needs; validated on construction."""
+
+    source: str
+    out: str
+    model_dir: str = str(DEFAULT_MODEL_DIR)
+    hop_s: float = 5.0
+    last_window: LastWindow = LastWindow.PAD
+    top_k: int = 5
+    batch_size: int = 64
+    workers: int | None = None
+    threads: int | None = None
+    device: str = "auto"
+    precision: Precision = Precision.AUTO
+    commit_every_segments: int = 20_000
+    commit_every_s: float = 60.0
+    storage_options: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.top_k <= 0 or self.batch_size <= 0:
+            raise ValueError("top_k and batch_size must be positive")
+        if self.workers is not None and self.workers < 0:
+            raise ValueError("workers must be >= 0 (0 decodes in the main process)")
+        if self.threads is not None and self.threads <= 0:
+            raise ValueError("threads must be positive")
+        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda[:N], got {self.device}")
+        SegmentingConfig(hop_s=self.hop_s, last_window=self.last_window)
+
+    def public_dict(self) -> dict[str, Any]:
+        """The settings as recorded in the runs table (never storage options/secrets)."""
+        data = asdict(self)
+        data.pop("storage_options")
+        data["last_window"] = self.last_window.value
+        data["precision"] = self.precision.value
+        return data
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+def _cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def choose_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def choose_workers(config: LabelConfig, device: torch.device) -> int:
+    """Decode workers: on CPU leave the model most cores; on GPU decode as wide as the host allows."""
+    if config.workers is not None:
+        return config.workers
+    cores = _cpu_count()
+    return max(1, min(8, cores - 1)) if device.type == "cuda" else max(1, cores // 2)
+
+
+def config_hash(card: ModelCard, config: LabelConfig, precision: Precision) -> str:
+    """Hash of everything that changes the output rows for a recording."""
+    keyed = {
+        "model": [card.name, card.version, card.weights_sha256],
+        "hop_s": config.hop_s,
+        "last_window": config.last_window.value,
+        "top_k": config.top_k,
+        "precision": precision.value,
+    }
+    return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+
+
+def _run_row(run: _Run, status: str, collector: RowCollector | None) -> dict[str, Any]:
+    counts = collector.counts() if collector else {}
+    return {
+        S.RUN_ID: run.run_id,
+        S.STARTED_AT: run.started_at,
+        S.FINISHED_AT: datetime.now(UTC) if status != "running" else None,
+        S.RUN_STATUS: status,
+        S.CONFIG_JSON: json.dumps(run.config.public_dict(), sort_keys=True),
+        S.CONFIG_HASH: run.config_hash,
+        S.MODEL_NAME: run.card.name,
+        S.MODEL_VERSION: run.card.version,
+        S.N_RECORDINGS: run.n_recordings,
+        S.N_LABELED: counts.get(S.STATUS_LABELED, 0),
+        S.N_FAILED: counts.get(S.STATUS_FAILED, 0),
+        S.N_SKIPPED: counts.get(S.STATUS_SKIPPED, 0),
+        S.N_SEGMENTS: collector.n_segments if collector else 0,
+        S.AUDIO_S: collector.audio_s if collector else 0.0,
+        S.WALL_S: time.perf_counter() - run.started_clock,
+    }
+
+
+@dataclass
+class _Run:
+    config: LabelConfig
+    card: ModelCard
+    run_id: str
+    config_hash: str
+    n_recordings: int = 0
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    started_clock: float = field(default_factory=time.perf_counter)
+
+
+def split_new(
+    refs: list[RecordingRef], sink: ParquetSink, hash_: str
+) -> tuple[list[RecordingRef], list[RecordingRef]]:
+    """(to label, unchanged since labeled with the same settings)."""
+    done = sink.labeled_keys(hash_)
+    todo, unchanged = [], []
+    for ref in refs:
+        key = done.get(ref.uri)
+        same = key is not None and (key.size_bytes, key.mtime_s) == (ref.size_bytes, ref.mtime_s)
+        (unchanged if same and ref.error is None else todo).append(ref)
+    return todo, unchanged
+
+
+def make_loader(
+    refs: list[RecordingRef], config: LabelConfig, model_rate_hz: int, device: torch.device
+) -> DataLoader:
+    dataset = SegmentDataset(
+        refs,
+        SegmentingConfig(hop_s=config.hop_s, last_window=config.last_window, model_rate_hz=model_rate_hz),
+        config.batch_size,
+        config.storage_options,
+    )
+    workers = min(choose_workers(config, device), max(1, len(refs)))
+    return DataLoader(
+        dataset,
+        batch_size=None,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        worker_init_fn=init_worker if workers else None,
+        prefetch_factor=4 if workers else None,
+        # Workers start from a clean fork server, not a fork of this process, which may
+        # hold threads (Prefect's event loop, logging) that a plain fork would copy broken.
+        multiprocessing_context="forkserver" if workers else None,
+    )
+
+
+def _label_loop(
+    run: _Run,
+    model: AudioClassifier,
+    loader: DataLoader,
+    collector: RowCollector,
+    sink: ParquetSink,
+    progress: ProgressCallback | None,
+) -> None:
+    precision = resolve_precision(run.config.precision, next(model.parameters()).device)
+    last_commit = time.perf_counter()
+    for chunk in loader:
+        collector.add_chunk(model, chunk, precision)
+        due = time.perf_counter() - last_commit >= run.config.commit_every_s
+        if collector.ready_segments >= run.config.commit_every_segments or (due and collector.has_ready):
+            collector.commit(sink)
+            last_commit = time.perf_counter()
+        if progress:
+            progress(collector.progress(run.n_recordings, time.perf_counter() - run.started_clock))
+    collector.commit(sink)
+
+
+def label_archive(config: LabelConfig, progress: ProgressCallback | None = None) -> RunSummary:
+    """Label every new or changed recording of ``config.source`` into ``config.out``."""
+    device = choose_device(config.device)
+    if device.type == "cpu":
+        torch.set_num_threads(config.threads or _cpu_count())
+    model, card = load_checkpoint(Path(config.model_dir))
+    model = prepare_for_inference(model, device)
+    precision = resolve_precision(config.precision, device)
+    run = _Run(config, card, new_run_id(), config_hash(card, config, precision))
+    sink = ParquetSink(config.out, card.name, card.version, run.run_id, config.storage_options)
+    sink.remove_debris()
+    refs = discover(config.source, config.storage_options)
+    todo, unchanged = split_new(refs, sink, run.config_hash)
+    run.n_recordings = len(refs)
+    collector = RowCollector(refs=todo, card=card, run_id=run.run_id, config_hash=run.config_hash,
+                             top_k=config.top_k)  # fmt: skip
+    sink.write_run(_run_row(run, "running", None))
+    if todo:
+        _label_loop(run, model, make_loader(todo, config, card.frontend.sample_rate_hz, device),
+                    collector, sink, progress)  # fmt: skip
+    collector.commit_skipped(sink, unchanged)
+    sink.write_run(_run_row(run, S.RUN_COMPLETED, collector))
+    return collector.summary(run.run_id, config.out, f"{card.name} {card.version}", len(refs),
+                             time.perf_counter() - run.started_clock)  # fmt: skip

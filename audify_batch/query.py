@@ -1,0 +1,230 @@
+"""Query the Parquet output of ``audify label`` with DuckDB: the views, the report queries, a text report.
+
+The SQL lives in the repository's ``sql/`` folder (``views.sql`` and one file per report query)
+and works from the plain duckdb CLI too. Every parameter reaches the SQL as a DuckDB variable,
+read there with ``getvariable('name')`` and bound here with a prepared statement: no value is
+ever pasted into SQL text.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
+QUERY_FILES = ("label_counts", "top_segments", "timeline", "events", "similar_segments")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_RESERVED_PREFIX = "audify_"  # variables views.sql keeps its state in
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    columns: tuple[str, ...]
+    rows: tuple[tuple[Any, ...], ...]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def column(self, name: str) -> list[Any]:
+        i = self.columns.index(name)
+        return [row[i] for row in self.rows]
+
+    def records(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
+
+
+def sql_path(name: str) -> Path:
+    """The file ``sql/<name>.sql`` of the checkout this package runs from."""
+    if not SQL_DIR.is_dir():
+        raise FileNotFoundError(
+            f"SQL folder not found at {SQL_DIR}: audify_batch.query reads the repository's sql/ folder, "
+            "so install the project from its checkout (pip install -e .)"
+        )
+    path = SQL_DIR / f"{name}.sql"
+    if not _NAME.fullmatch(name) or not path.is_file():
+        known = ", ".join(sorted(p.stem for p in SQL_DIR.glob("*.sql")))
+        raise FileNotFoundError(f"no SQL file {name!r} in {SQL_DIR}; there are: {known}")
+    return path
+
+
+def read_sql(name: str) -> str:
+    return sql_path(name).read_text(encoding="utf-8")
+
+
+def normalize_out(out: str | os.PathLike[str]) -> str:
+    """OUT as the views see it: an absolute local path, or a URL (``s3://...``) without a trailing slash."""
+    text = os.fspath(out)
+    if text.startswith("file://"):
+        text = text.removeprefix("file://")
+    if "://" in text:
+        return text.rstrip("/")
+    return Path(text).expanduser().resolve().as_posix()
+
+
+def set_params(con: duckdb.DuckDBPyConnection, params: Mapping[str, Any] | None) -> None:
+    """Bind each value to the DuckDB variable of its name (None sets it to NULL, i.e. 'not given')."""
+    for name, value in (params or {}).items():
+        if not _NAME.fullmatch(name) or name.startswith(_RESERVED_PREFIX):
+            raise ValueError(f"bad parameter name {name!r}: a plain identifier, not starting with 'audify_'")
+        con.execute(f'SET VARIABLE "{name}" = $value', {"value": value})
+
+
+def connect(
+    out: str | os.PathLike[str], embedding_dim: int | None = None, filesystem: Any | None = None
+) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with the views of ``sql/views.sql`` over OUT.
+
+    ``embedding_dim``: D of the FLOAT[D] embedding columns; default: the length of the first
+    stored embedding. ``filesystem``: an fsspec filesystem to register, for an OUT that DuckDB
+    cannot read by itself (e.g. ``s3://`` without the httpfs extension).
+    """
+    con = duckdb.connect()
+    try:
+        if filesystem is not None:
+            con.register_filesystem(filesystem)
+        con.execute("SET TimeZone = 'UTC'")
+        set_params(con, {"out": normalize_out(out), "embedding_dim": embedding_dim})
+        con.execute(read_sql("views"))
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def fetch(con: duckdb.DuckDBPyConnection, sql: str, params: Mapping[str, Any] | None = None) -> QueryResult:
+    """Run ``sql`` (its last statement gives the result) with ``params`` bound for this call only."""
+    set_params(con, params)
+    try:
+        cursor = con.execute(sql)
+        columns = tuple(d[0] for d in cursor.description or ())
+        rows = tuple(tuple(row) for row in cursor.fetchall()) if columns else ()
+    finally:
+        set_params(con, dict.fromkeys(params or {}))
+    return QueryResult(columns, rows)
+
+
+def fetch_file(
+    con: duckdb.DuckDBPyConnection, name: str, params: Mapping[str, Any] | None = None
+) -> QueryResult:
+    return fetch(con, read_sql(name), params)
+
+
+def run_sql(out: str | os.PathLike[str], sql: str, params: Mapping[str, Any] | None = None) -> QueryResult:
+    """Run ``sql`` over the views of OUT; the SQL reads ``params`` with ``getvariable('name')``."""
+    con = connect(out)
+    try:
+        return fetch(con, sql, params)
+    finally:
+        con.close()
+
+
+def run_query_file(
+    out: str | os.PathLike[str], name: str, params: Mapping[str, Any] | None = None
+) -> QueryResult:
+    """Run ``sql/<name>.sql`` (e.g. ``'events'``) over OUT with ``params`` (e.g. ``{'uri': ...}``)."""
+    return run_sql(out, read_sql(name), params)
+
+
+def _cell(value: Any, width: int) -> str:
+    if value is None:
+        text = ""
+    elif isinstance(value, float):
+        text = f"{value:.3f}"
+    elif isinstance(value, datetime):
+        text = value.strftime("%Y-%m-%d %H:%M:%S")
+    elif isinstance(value, list | tuple):
+        text = "[" + ", ".join(_cell(v, width) for v in value) + "]"
+    else:
+        text = str(value)
+    text = text.replace("\n", " ")
+    if len(text) > width:
+        half = (width - 1) // 2
+        text = text[:half] + "…" + text[len(text) - (width - 1 - half) :]
+    return text
+
+
+def _numeric(values: Sequence[Any]) -> bool:
+    present = [v for v in values if v is not None]
+    return bool(present) and all(isinstance(v, int | float) and not isinstance(v, bool) for v in present)
+
+
+def format_table(result: QueryResult, max_rows: int = 50, max_width: int = 80) -> str:
+    """A plain-text table: numbers right-aligned, long cells cut in the middle, extra rows counted."""
+    if not result.columns:
+        return "(no result)"
+    shown = result.rows[:max_rows]
+    cells = [[_cell(v, max_width) for v in row] for row in shown]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(result.columns)]
+    right = [_numeric([row[i] for row in shown]) for i in range(len(result.columns))]
+
+    def line(values: Sequence[str]) -> str:
+        parts = [v.rjust(w) if r else v.ljust(w) for v, w, r in zip(values, widths, right, strict=True)]
+        return "  ".join(parts).rstrip()
+
+    lines = [line(result.columns), "  ".join("-" * w for w in widths)]
+    lines += [line(r) for r in cells]
+    if not result.rows:
+        lines.append("(no rows)")
+    elif len(result.rows) > len(shown):
+        lines.append(f"… {len(result.rows) - len(shown)} more rows")
+    return "\n".join(lines)
+
+
+def _subquery(name: str) -> str:
+    """A query file's text, usable inside parentheses."""
+    return read_sql(name).strip().rstrip(";")
+
+
+def _report_sql() -> dict[str, str]:
+    """Title and SQL of each section of the text report."""
+    return {
+        "Runs": """
+            SELECT model, run_id, started_at, status, n_recordings, n_labeled, n_failed, n_skipped,
+                n_segments, audio_s, wall_s
+            FROM runs ORDER BY model, started_at, run_id""",
+        "Recordings (current state)": """
+            SELECT model, count(*) FILTER (status = 'labeled') AS labeled,
+                count(*) FILTER (status = 'failed') AS failed,
+                sum(n_segments) FILTER (status = 'labeled') AS segments,
+                sum(duration_s) FILTER (status = 'labeled') AS audio_s
+            FROM recordings GROUP BY model ORDER BY model""",
+        "Failures (current)": """
+            SELECT model, uri, run_id, finished_at, error
+            FROM recordings WHERE status = 'failed' ORDER BY model, uri""",
+        "Top-1 labels over the archive": """
+            SELECT model, label, count(*) AS n_segments,
+                count(*) / sum(count(*)) OVER (PARTITION BY model) AS share,
+                count(DISTINCT uri) AS n_recordings
+            FROM labels WHERE rank = 1
+            GROUP BY model, label ORDER BY model, n_segments DESC, label""",
+        "Top label per recording": f"""
+            SELECT model, uri, label, n_segments, share
+            FROM ({_subquery("label_counts")})
+            QUALIFY row_number() OVER (PARTITION BY model, uri ORDER BY n_segments DESC, label) = 1
+            ORDER BY model, uri""",
+        "Events (runs of one top-1 label)": f"""
+            SELECT model, label, count(*) AS n_events, count(DISTINCT uri) AS n_recordings,
+                sum(end_s - start_s) AS total_s, max(end_s - start_s) AS longest_s
+            FROM ({_subquery("events")})
+            GROUP BY model, label ORDER BY model, n_events DESC, label""",
+    }
+
+
+def text_report(out: str | os.PathLike[str], max_rows: int = 50) -> str:
+    """A plain-text report of OUT: runs, current counts, failures, labels, events."""
+    con = connect(out)
+    try:
+        sections = [f"audify report: {normalize_out(out)}"]
+        for title, sql in _report_sql().items():
+            table = format_table(fetch(con, sql), max_rows=max_rows)
+            sections.append(f"== {title} ==\n{table}")
+    finally:
+        con.close()
+    return "\n\n".join(sections) + "\n"

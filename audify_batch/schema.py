@@ -1,0 +1,140 @@
+"""The output schema, defined once: column names, pyarrow schemas, layout under OUT.
+
+Layout (hive partitioning, one folder per model so versions never mix):
+
+    OUT/segments/model=<name>-<version>/part-<run_id>-<seq>.parquet
+    OUT/recordings/model=<name>-<version>/part-<run_id>-<seq>.parquet
+    OUT/runs/model=<name>-<version>/run-<run_id>.parquet
+
+A recordings part is the commit record of the segments part with the same
+name: a segments part without one is debris of an interrupted run and is
+removed before the next run starts.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SEGMENTS = "segments"
+RECORDINGS = "recordings"
+RUNS = "runs"
+MODEL_PARTITION = "model"
+
+# Shared columns
+RECORDING_ID = "recording_id"
+URI = "uri"
+MODEL_NAME = "model_name"
+MODEL_VERSION = "model_version"
+CONFIG_HASH = "config_hash"
+RUN_ID = "run_id"
+
+# segments
+SEGMENT_INDEX = "segment_index"
+START_S = "start_s"
+END_S = "end_s"
+START_SAMPLE = "start_sample"
+END_SAMPLE = "end_sample"
+LABELS = "labels"
+CONFIDENCES = "confidences"
+EMBEDDING = "embedding"
+
+# recordings
+SIZE_BYTES = "size_bytes"
+MTIME_S = "mtime_s"
+FINGERPRINT = "fingerprint"
+SAMPLE_RATE_HZ = "sample_rate_hz"
+CHANNELS = "channels"
+DURATION_S = "duration_s"
+N_SEGMENTS = "n_segments"
+STATUS = "status"
+ERROR = "error"
+FINISHED_AT = "finished_at"
+
+# recording status values
+STATUS_LABELED = "labeled"
+STATUS_FAILED = "failed"
+STATUS_SKIPPED = "skipped"
+
+# runs
+STARTED_AT = "started_at"
+RUN_STATUS = "status"
+CONFIG_JSON = "config_json"
+N_RECORDINGS = "n_recordings"
+N_LABELED = "n_labeled"
+N_FAILED = "n_failed"
+N_SKIPPED = "n_skipped"
+AUDIO_S = "audio_s"
+WALL_S = "wall_s"
+
+RUN_COMPLETED = "completed"
+RUN_FAILED = "failed"
+
+_TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+
+def segments_schema(embedding_dim: int) -> pa.Schema:
+    return pa.schema(
+        [
+            pa.field(RECORDING_ID, pa.string(), nullable=False),
+            pa.field(URI, pa.string(), nullable=False),
+            pa.field(SEGMENT_INDEX, pa.int32(), nullable=False),
+            pa.field(START_S, pa.float64(), nullable=False),
+            pa.field(END_S, pa.float64(), nullable=False),
+            pa.field(START_SAMPLE, pa.int64(), nullable=False),
+            pa.field(END_SAMPLE, pa.int64(), nullable=False),
+            pa.field(LABELS, pa.list_(pa.string()), nullable=False),
+            pa.field(CONFIDENCES, pa.list_(pa.float32()), nullable=False),
+            pa.field(EMBEDDING, pa.list_(pa.float32(), embedding_dim), nullable=False),
+            pa.field(MODEL_NAME, pa.string(), nullable=False),
+            pa.field(MODEL_VERSION, pa.string(), nullable=False),
+            pa.field(CONFIG_HASH, pa.string(), nullable=False),
+            pa.field(RUN_ID, pa.string(), nullable=False),
+        ]
+    )
+
+
+RECORDINGS_SCHEMA = pa.schema(
+    [
+        pa.field(RECORDING_ID, pa.string(), nullable=False),
+        pa.field(URI, pa.string(), nullable=False),
+        pa.field(SIZE_BYTES, pa.int64(), nullable=False),
+        pa.field(MTIME_S, pa.float64(), nullable=False),
+        pa.field(FINGERPRINT, pa.string()),
+        pa.field(SAMPLE_RATE_HZ, pa.int32()),
+        pa.field(CHANNELS, pa.int32()),
+        pa.field(DURATION_S, pa.float64()),
+        pa.field(N_SEGMENTS, pa.int32(), nullable=False),
+        pa.field(STATUS, pa.string(), nullable=False),
+        pa.field(ERROR, pa.string()),
+        pa.field(MODEL_NAME, pa.string(), nullable=False),
+        pa.field(MODEL_VERSION, pa.string(), nullable=False),
+        pa.field(CONFIG_HASH, pa.string(), nullable=False),
+        pa.field(RUN_ID, pa.string(), nullable=False),
+        pa.field(FINISHED_AT, _TIMESTAMP, nullable=False),
+    ]
+)
+
+RUNS_SCHEMA = pa.schema(
+    [
+        pa.field(RUN_ID, pa.string(), nullable=False),
+        pa.field(STARTED_AT, _TIMESTAMP, nullable=False),
+        pa.field(FINISHED_AT, _TIMESTAMP),
+        pa.field(RUN_STATUS, pa.string(), nullable=False),
+        pa.field(CONFIG_JSON, pa.string(), nullable=False),
+        pa.field(CONFIG_HASH, pa.string(), nullable=False),
+        pa.field(MODEL_NAME, pa.string(), nullable=False),
+        pa.field(MODEL_VERSION, pa.string(), nullable=False),
+        pa.field(N_RECORDINGS, pa.int64(), nullable=False),
+        pa.field(N_LABELED, pa.int64(), nullable=False),
+        pa.field(N_FAILED, pa.int64(), nullable=False),
+        pa.field(N_SKIPPED, pa.int64(), nullable=False),
+        pa.field(N_SEGMENTS, pa.int64(), nullable=False),
+        pa.field(AUDIO_S, pa.float64(), nullable=False),
+        pa.field(WALL_S, pa.float64()),
+    ]
+)
+
+
+def model_partition(model_name: str, model_version: str) -> str:
+    """Folder name of one model's partition, e.g. ``model=audify-esc50-resnet-1.0.0``."""
+    return f"{MODEL_PARTITION}={model_name}-{model_version}"

@@ -1,0 +1,120 @@
+"""The one writer: Parquet parts under OUT, each written under a temporary name and renamed.
+
+A part is a segments file and a recordings file of the same name; the
+recordings file is written second and is the commit record. On start the
+sink removes debris a killed run left behind (temporary files, segments
+parts without their recordings part), so a resumed run neither duplicates
+nor loses rows.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+from fsspec.core import url_to_fs
+
+from audify_batch import schema as S
+
+TMP_SUFFIX = ".tmp"
+
+
+@dataclass(frozen=True)
+class FileKey:
+    """What makes a recording 'unchanged' for reruns."""
+
+    uri: str
+    size_bytes: int
+    mtime_s: float
+
+
+class ParquetSink:
+    def __init__(
+        self,
+        out: str,
+        model_name: str,
+        model_version: str,
+        run_id: str,
+        storage_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.fs, self.root = url_to_fs(out, **(storage_options or {}))
+        self.partition = S.model_partition(model_name, model_version)
+        self.run_id = run_id
+        self._seq = 0
+        self._local = "file" in (
+            self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
+        )
+
+    def folder(self, table: str) -> str:
+        return posixpath.join(self.root, table, self.partition)
+
+    def _write(self, table: pa.Table, path: str) -> None:
+        """Write ``table`` to ``path`` atomically (rename on local disk, one PUT on object stores)."""
+        self.fs.makedirs(posixpath.dirname(path), exist_ok=True)
+        target = f"{path}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}" if self._local else path
+        with self.fs.open(target, "wb") as handle:
+            pq.write_table(table, handle, compression="zstd")
+        if target != path:
+            self.fs.mv(target, path)
+
+    def remove_debris(self) -> int:
+        """Delete temporary files and uncommitted segments parts; returns how many."""
+        removed = 0
+        for table in (S.SEGMENTS, S.RECORDINGS, S.RUNS):
+            folder = self.folder(table)
+            if not self.fs.exists(folder):
+                continue
+            for path in self.fs.ls(folder, detail=False):
+                if path.endswith(TMP_SUFFIX):
+                    self.fs.rm(path)
+                    removed += 1
+        committed = set(self._names(S.RECORDINGS))
+        for name in self._names(S.SEGMENTS):
+            if name not in committed:
+                self.fs.rm(posixpath.join(self.folder(S.SEGMENTS), name))
+                removed += 1
+        return removed
+
+    def _names(self, table: str) -> list[str]:
+        folder = self.folder(table)
+        if not self.fs.exists(folder):
+            return []
+        return [posixpath.basename(p) for p in self.fs.ls(folder, detail=False) if p.endswith(".parquet")]
+
+    def read_recordings(self) -> pa.Table:
+        """Every committed recordings row of this model (empty table when none)."""
+        paths = [posixpath.join(self.folder(S.RECORDINGS), n) for n in sorted(self._names(S.RECORDINGS))]
+        if not paths:
+            return S.RECORDINGS_SCHEMA.empty_table()
+        return ds.dataset(paths, schema=S.RECORDINGS_SCHEMA, filesystem=self.fs, format="parquet").to_table()
+
+    def labeled_keys(self, config_hash: str) -> dict[str, FileKey]:
+        """Recordings whose latest labeled-or-failed row is 'labeled' with these settings."""
+        rows = self.read_recordings().to_pylist()
+        latest: dict[str, dict[str, Any]] = {}
+        for row in sorted(rows, key=lambda r: (r[S.FINISHED_AT], r[S.RUN_ID])):
+            if row[S.STATUS] != S.STATUS_SKIPPED:
+                latest[row[S.URI]] = row
+        return {
+            uri: FileKey(uri, row[S.SIZE_BYTES], row[S.MTIME_S])
+            for uri, row in latest.items()
+            if row[S.STATUS] == S.STATUS_LABELED and row[S.CONFIG_HASH] == config_hash
+        }
+
+    def write_part(self, segments: pa.Table, recordings: pa.Table) -> str:
+        """Commit one part: segments first, then the recordings file that makes it visible."""
+        name = f"part-{self.run_id}-{self._seq:05d}.parquet"
+        self._seq += 1
+        if segments.num_rows:
+            self._write(segments, posixpath.join(self.folder(S.SEGMENTS), name))
+        self._write(recordings, posixpath.join(self.folder(S.RECORDINGS), name))
+        return name
+
+    def write_run(self, run_row: dict[str, Any]) -> None:
+        table = pa.Table.from_pylist([run_row], schema=S.RUNS_SCHEMA)
+        self._write(table, posixpath.join(self.folder(S.RUNS), f"run-{self.run_id}.parquet"))

@@ -1,0 +1,168 @@
+-- audify-batch: DuckDB views over the Parquet output folder OUT of `audify label`.
+--
+-- From the plain duckdb CLI (run from the repository root, or give the full path to .read):
+--
+--     SET VARIABLE out = '/path/to/OUT';   -- a local folder, or e.g. 's3://bucket/prefix' once httpfs is set up
+--     SET VARIABLE embedding_dim = 512;    -- optional: default is the length of the first stored embedding
+--     .read sql/views.sql
+--     FROM recordings WHERE status = 'failed';
+--     SET VARIABLE uri = 'file:///archive/a.wav';
+--     .read sql/events.sql
+--
+-- or in one line:  duckdb -c "SET VARIABLE out = '/path/to/OUT'" -c ".read sql/views.sql" -c "FROM runs"
+-- Report queries take their parameters as variables too (SET VARIABLE name = NULL; unsets one);
+-- `limit` is a keyword, so quote it there: SET VARIABLE "limit" = 20;
+--
+-- From Python: audify_batch.query.connect(out) sets the same variables and runs this file.
+--
+-- Views (every one carries the `model` column, '<name>-<version>' from the model=... folder; models
+-- are never mixed, so filter on it or group by it):
+--     runs               one row per finished run (runs/model=*/run-*.parquet)
+--     recording_history  every recordings row of every run: labeled, failed and skipped
+--     recordings         the current state per (model, uri): its latest labeled-or-failed row by
+--                        finished_at (ties: the larger run_id), plus last_seen_at over all its rows
+--     segments           the segments of the current labeled recordings, embedding as FLOAT[D]
+--     labels             one row per segment and top-K label, rank 1..K
+--     embeddings         recording_id, uri, segment_index, model, embedding FLOAT[D]
+--
+-- Only committed rows show: a segments row counts only when the recordings part of the same file
+-- name exists and holds the current labeled row of its recording (same model, uri, recording_id and
+-- run_id). Debris of a killed run (a segments part without its recordings part) and superseded
+-- segments (from older runs of a relabeled recording) never show.
+--
+-- How it works, and what to know:
+-- * The views read the files each time they are queried, so new runs show up without re-reading
+--   this file. What this file decides once, when it runs, is which datasets exist and D: re-read it
+--   after changing `out`, or when OUT had no segments yet and has some now.
+-- * Parquet stores the arrow fixed_size_list embedding as a plain list; a cast to FLOAT[D] needs D
+--   as a literal, so the base views are built with query() from SQL text that contains D (only
+--   that integer is pasted; the path stays a getvariable() call inside that text).
+-- * One D for all models: rows of a model whose embeddings have another length raise a clear
+--   error when their embedding is read (labels, events, counts still work). Re-read this file with
+--   SET VARIABLE embedding_dim = <that length> to query that model's embeddings.
+-- * A dataset with no files yet (no segments when every recording failed, for instance) gives an
+--   empty view of the same columns (embedding then FLOAT[embedding_dim], FLOAT[1] when unknown).
+--   An OUT with no runs, recordings or segments at all is an error (a wrong path, most likely).
+-- * Internal state lives in variables named audify_*; internal views are named audify_*.
+
+SET VARIABLE audify_out = coalesce(
+    rtrim(getvariable('out'), '/'),
+    error('audify views: SET VARIABLE out = ''/path/to/OUT''; before reading views.sql')
+);
+
+SET VARIABLE audify_has_runs = (
+    SELECT count(*) > 0 FROM glob(getvariable('audify_out') || '/runs/model=*/run-*.parquet')
+);
+SET VARIABLE audify_has_recordings = (
+    SELECT count(*) > 0 FROM glob(getvariable('audify_out') || '/recordings/model=*/part-*.parquet')
+);
+SET VARIABLE audify_has_segments = (
+    SELECT count(*) > 0 FROM glob(getvariable('audify_out') || '/segments/model=*/part-*.parquet')
+);
+SET VARIABLE audify_checked = CASE
+    WHEN getvariable('audify_has_runs') OR getvariable('audify_has_recordings') OR getvariable('audify_has_segments')
+        THEN true
+    ELSE error('audify views: no output under ''' || getvariable('audify_out')
+        || ''' (expected runs/, recordings/ and segments/ folders with model=<name>-<version> partitions)')
+END;
+
+SET VARIABLE audify_embedding_dim = coalesce(
+    getvariable('embedding_dim')::INTEGER,
+    (FROM query(CASE WHEN getvariable('audify_has_segments')
+        THEN $$SELECT len(embedding)::INTEGER FROM read_parquet(
+                   getvariable('audify_out') || '/segments/model=*/part-*.parquet') LIMIT 1$$
+        ELSE 'SELECT NULL::INTEGER' END)),
+    1
+);
+
+-- Raw rows of each dataset, with `model` from the folder name and `part` the file name.
+SET VARIABLE audify_segments_sql = CASE WHEN getvariable('audify_has_segments') THEN
+    $$SELECT recording_id, uri, segment_index, start_s, end_s, start_sample, end_sample, labels, confidences,
+        CASE WHEN len(embedding) = $$ || getvariable('audify_embedding_dim') || $$
+            THEN embedding::FLOAT[$$ || getvariable('audify_embedding_dim') || $$]
+            ELSE error('audify views: model ' || model || ' has embeddings of length ' || len(embedding)
+                || ', the views were created for $$ || getvariable('audify_embedding_dim') || $$; '
+                || 'SET VARIABLE embedding_dim = ' || len(embedding) || '; and read views.sql again')
+        END AS embedding,
+        model_name, model_version, config_hash, run_id, model, parse_filename(filename) AS part
+    FROM read_parquet(getvariable('audify_out') || '/segments/model=*/part-*.parquet',
+        hive_partitioning = true, hive_types = {'model': 'VARCHAR'}, filename = true)$$
+ELSE
+    $$SELECT NULL::VARCHAR AS recording_id, NULL::VARCHAR AS uri, NULL::INTEGER AS segment_index,
+        NULL::DOUBLE AS start_s, NULL::DOUBLE AS end_s, NULL::BIGINT AS start_sample, NULL::BIGINT AS end_sample,
+        NULL::VARCHAR[] AS labels, NULL::FLOAT[] AS confidences,
+        NULL::FLOAT[$$ || getvariable('audify_embedding_dim') || $$] AS embedding,
+        NULL::VARCHAR AS model_name, NULL::VARCHAR AS model_version, NULL::VARCHAR AS config_hash,
+        NULL::VARCHAR AS run_id, NULL::VARCHAR AS model, NULL::VARCHAR AS part
+    WHERE false$$
+END;
+
+SET VARIABLE audify_recordings_sql = CASE WHEN getvariable('audify_has_recordings') THEN
+    $$SELECT recording_id, uri, size_bytes, mtime_s, fingerprint, sample_rate_hz, channels, duration_s,
+        n_segments, status, error, model_name, model_version, config_hash, run_id, finished_at,
+        model, parse_filename(filename) AS part
+    FROM read_parquet(getvariable('audify_out') || '/recordings/model=*/part-*.parquet',
+        hive_partitioning = true, hive_types = {'model': 'VARCHAR'}, filename = true)$$
+ELSE
+    $$SELECT NULL::VARCHAR AS recording_id, NULL::VARCHAR AS uri, NULL::BIGINT AS size_bytes,
+        NULL::DOUBLE AS mtime_s, NULL::VARCHAR AS fingerprint, NULL::INTEGER AS sample_rate_hz,
+        NULL::INTEGER AS channels, NULL::DOUBLE AS duration_s, NULL::INTEGER AS n_segments,
+        NULL::VARCHAR AS status, NULL::VARCHAR AS error, NULL::VARCHAR AS model_name,
+        NULL::VARCHAR AS model_version, NULL::VARCHAR AS config_hash, NULL::VARCHAR AS run_id,
+        NULL::TIMESTAMPTZ AS finished_at, NULL::VARCHAR AS model, NULL::VARCHAR AS part
+    WHERE false$$
+END;
+
+SET VARIABLE audify_runs_sql = CASE WHEN getvariable('audify_has_runs') THEN
+    $$SELECT run_id, started_at, finished_at, status, config_json, config_hash, model_name, model_version,
+        n_recordings, n_labeled, n_failed, n_skipped, n_segments, audio_s, wall_s, model
+    FROM read_parquet(getvariable('audify_out') || '/runs/model=*/run-*.parquet',
+        hive_partitioning = true, hive_types = {'model': 'VARCHAR'})$$
+ELSE
+    $$SELECT NULL::VARCHAR AS run_id, NULL::TIMESTAMPTZ AS started_at, NULL::TIMESTAMPTZ AS finished_at,
+        NULL::VARCHAR AS status, NULL::VARCHAR AS config_json, NULL::VARCHAR AS config_hash,
+        NULL::VARCHAR AS model_name, NULL::VARCHAR AS model_version, NULL::BIGINT AS n_recordings,
+        NULL::BIGINT AS n_labeled, NULL::BIGINT AS n_failed, NULL::BIGINT AS n_skipped,
+        NULL::BIGINT AS n_segments, NULL::DOUBLE AS audio_s, NULL::DOUBLE AS wall_s, NULL::VARCHAR AS model
+    WHERE false$$
+END;
+
+CREATE OR REPLACE VIEW audify_segment_rows AS FROM query(getvariable('audify_segments_sql'));
+CREATE OR REPLACE VIEW audify_recording_rows AS FROM query(getvariable('audify_recordings_sql'));
+
+CREATE OR REPLACE VIEW runs AS FROM query(getvariable('audify_runs_sql'));
+
+CREATE OR REPLACE VIEW recording_history AS
+SELECT model, uri, recording_id, run_id, status, error, n_segments, duration_s, sample_rate_hz, channels,
+    size_bytes, mtime_s, fingerprint, finished_at, model_name, model_version, config_hash, part
+FROM audify_recording_rows;
+
+CREATE OR REPLACE VIEW recordings AS
+WITH seen AS (
+    SELECT *, max(finished_at) OVER (PARTITION BY model, uri) AS last_seen_at
+    FROM recording_history
+)
+SELECT * FROM seen
+WHERE status IN ('labeled', 'failed')
+QUALIFY row_number() OVER (PARTITION BY model, uri ORDER BY finished_at DESC, run_id DESC) = 1;
+
+CREATE OR REPLACE VIEW segments AS
+SELECT s.model, s.uri, s.recording_id, s.segment_index, s.start_s, s.end_s, s.start_sample, s.end_sample,
+    s.labels, s.confidences, s.embedding, s.run_id, s.model_name, s.model_version, s.config_hash
+FROM audify_segment_rows AS s
+JOIN recordings AS r
+    ON s.model = r.model AND s.uri = r.uri AND s.recording_id = r.recording_id
+    AND s.run_id = r.run_id AND s.part = r.part
+WHERE r.status = 'labeled';
+
+CREATE OR REPLACE VIEW labels AS
+SELECT recording_id, uri, segment_index, start_s, end_s,
+    generate_subscripts(labels, 1) AS rank,
+    unnest(labels) AS label,
+    unnest(confidences) AS confidence,
+    model
+FROM segments;
+
+CREATE OR REPLACE VIEW embeddings AS
+SELECT recording_id, uri, segment_index, model, embedding
+FROM segments;

@@ -8,12 +8,19 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
+import torch
 
 from audify_batch import __version__
 from audify_batch.audio_io import AudioDecodeError
 from audify_batch.checkpoint import DEFAULT_MODEL_DIR, CheckpointError, load_checkpoint
 from audify_batch.cli_label import add_label_parser, run_label
-from audify_batch.inference import SEGMENT_S, Precision, SegmentPrediction, classify_file
+from audify_batch.inference import (
+    SEGMENT_S,
+    Precision,
+    SegmentPrediction,
+    classify_file,
+    prepare_for_inference,
+)
 from audify_batch.query import format_table, run_sql, text_report
 from audify_batch.segments import LastWindow
 from audify_batch.sources import SourceError
@@ -73,6 +80,7 @@ def format_prediction(prediction: SegmentPrediction) -> str:
 
 def run_classify(args: argparse.Namespace) -> int:
     model, card = load_checkpoint(args.model)
+    model = prepare_for_inference(model, torch.device("cpu"))
     predictions = classify_file(
         model,
         card,

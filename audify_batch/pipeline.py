@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -170,10 +171,17 @@ def make_loader(
         pin_memory=device.type == "cuda",
         worker_init_fn=init_worker if workers else None,
         prefetch_factor=4 if workers else None,
-        # Workers start from a clean fork server, not a fork of this process, which may
-        # hold threads (Prefect's event loop, logging) that a plain fork would copy broken.
-        multiprocessing_context="forkserver" if workers else None,
+        multiprocessing_context=worker_start_method() if workers else None,
     )
+
+
+def worker_start_method() -> str:
+    """``fork`` (fast) from a single-threaded process; else ``forkserver``.
+
+    A process that runs other threads (Prefect's event loop and log handlers, say) cannot be
+    forked safely: the copy may hold a lock no thread will ever release.
+    """
+    return "fork" if threading.active_count() == 1 else "forkserver"
 
 
 def _label_loop(
@@ -214,10 +222,14 @@ def label_archive(config: LabelConfig, progress: ProgressCallback | None = None)
     collector = RowCollector(refs=todo, card=card, run_id=run.run_id, config_hash=run.config_hash,
                              top_k=config.top_k)  # fmt: skip
     sink.write_run(_run_row(run, "running", None))
-    if todo:
-        _label_loop(run, model, make_loader(todo, config, card.frontend.sample_rate_hz, device),
-                    collector, sink, progress)  # fmt: skip
-    collector.commit_skipped(sink, unchanged)
+    try:
+        if todo:
+            _label_loop(run, model, make_loader(todo, config, card.frontend.sample_rate_hz, device),
+                        collector, sink, progress)  # fmt: skip
+        collector.commit_skipped(sink, unchanged)
+    except BaseException:
+        sink.write_run(_run_row(run, S.RUN_FAILED, collector))
+        raise
     sink.write_run(_run_row(run, S.RUN_COMPLETED, collector))
     return collector.summary(run.run_id, config.out, f"{card.name} {card.version}", len(refs),
                              time.perf_counter() - run.started_clock)  # fmt: skip

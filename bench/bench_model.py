@@ -20,7 +20,7 @@ import time
 import torch
 
 from audify_batch.checkpoint import CARD_FILE, DEFAULT_MODEL_DIR, load_checkpoint
-from audify_batch.inference import Precision, cpu_supports_bf16, predict_batch
+from audify_batch.inference import Precision, cpu_supports_bf16, predict_batch, prepare_for_inference
 
 
 def measure(
@@ -51,6 +51,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     model, card = load_checkpoint(DEFAULT_MODEL_DIR)
+    model = prepare_for_inference(model, torch.device("cpu"))
     result: dict[str, object] = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "threads": torch.get_num_threads(),

@@ -134,7 +134,7 @@ def test_bad_files_fail_with_reasons_and_good_rows_are_intact(
         write_noise(archive / f"good{i}.wav", 7.0, seed=i)
     locked = write_noise(archive / "locked.wav", 7.0, seed=99)
     listing = tmp_path / "list.txt"
-    entries = sorted(p.name for p in archive.iterdir() if p.is_file()) + ["missing.wav"]
+    entries = [*sorted(p.name for p in archive.iterdir() if p.is_file()), "missing.wav"]
     listing.write_text("\n".join(str(archive / e) for e in entries) + "\n")
 
     import audify_batch.loader as loader

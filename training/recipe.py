@@ -19,7 +19,7 @@ from training.augment import mixup, random_gain_db, random_time_shift, smooth_on
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 70
+    epochs: int = 120
     batch_size: int = 64
     max_lr: float = 3e-3
     weight_decay: float = 5e-2
@@ -30,6 +30,7 @@ class TrainConfig:
     freq_mask_bins: int = 8
     time_masks: int = 2
     time_mask_frames: int = 25
+    crop_frames: int = 176  # train on random 3.5 s crops (with wrap-around); predict on whole 5 s
     bf16_autocast: bool = True
     seed: int = 20261121
 
@@ -60,7 +61,7 @@ def _augmented_batch(
     gen: torch.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     x = random_gain_db(x_db, cfg.max_gain_db, gen)
-    x = random_time_shift(x, gen)
+    x = random_time_shift(x, gen)[..., : cfg.crop_frames]
     x = (x - mean.view(1, -1, 1)) / std.view(1, -1, 1)
     x, y_soft = mixup(x, smooth_one_hot(y, n_classes, cfg.label_smoothing), cfg.mixup_alpha, gen)
     x = spec_augment(x, gen, cfg.freq_masks, cfg.freq_mask_bins, cfg.time_masks, cfg.time_mask_frames)

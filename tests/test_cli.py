@@ -71,14 +71,20 @@ def fixed_sample_44k(shared_data: Path, n: int) -> list[tuple[Path, str]]:
     return [(folder / "audio" / row["filename"], row["category"]) for row in picked]
 
 
-def test_true_class_in_top3_for_most_real_44k_clips(shared_data: Path) -> None:
+def test_true_class_in_top3_for_most_real_44k_clips(
+    shared_data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     sample = fixed_sample_44k(shared_data, 25)
     hits = 0
     for path, category in sample:
-        result = subprocess.run(
-            [str(AUDIFY), "classify", str(path), "--top-k", "3"], capture_output=True, text=True, check=True
-        )
-        rows = predictions(result.stdout)
+        assert main(["classify", str(path), "--top-k", "3"]) == 0
+        rows = predictions(capsys.readouterr().out)
         assert len(rows) == 1
         hits += category in rows[0][2::2]
     assert hits >= 0.8 * len(sample), f"true class in top 3 for {hits} of {len(sample)}"
+
+
+def test_console_script_classifies_a_real_clip(shared_data: Path) -> None:
+    path, _ = fixed_sample_44k(shared_data, 1)[0]
+    result = subprocess.run([str(AUDIFY), "classify", str(path)], capture_output=True, text=True, check=True)
+    assert len(predictions(result.stdout)) == 1 and result.stderr == ""

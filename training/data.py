@@ -56,13 +56,12 @@ def _read_rows(csv_path: Path) -> list[dict[str, str]]:
     return rows
 
 
-def _labels(rows: list[dict[str, str]], csv_path: Path) -> tuple[str, ...]:
+def _labels(rows: list[dict[str, str]]) -> tuple[str, ...]:
+    """Class names by index; an index no row uses is named ``class_<i>``."""
     by_target: dict[int, str] = {}
     for row in rows:
         by_target.setdefault(int(row["target"]), row["category"])
-    if sorted(by_target) != list(range(len(by_target))):
-        raise DatasetError(f"{csv_path}: class indices are not 0..N-1")
-    return tuple(by_target[i] for i in range(len(by_target)))
+    return tuple(by_target.get(i, f"class_{i}") for i in range(max(by_target) + 1))
 
 
 def load_dataset(
@@ -77,7 +76,7 @@ def load_dataset(
         raise DatasetError(f"dataset folder not found: {root} (pass --data)")
     csv_path = root / csv_name
     rows = _read_rows(csv_path)
-    labels = _labels(rows, csv_path)
+    labels = _labels(rows)
     clips = tuple(
         Clip(root / audio_dir / row["filename"], int(row["fold"]), int(row["target"]), row["category"])
         for row in rows

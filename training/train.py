@@ -80,12 +80,13 @@ def make_card(
 
 
 def training_facts(args: argparse.Namespace, cfg: TrainConfig, folds: list[int]) -> dict[str, object]:
+    argv = args.argv if args.argv is not None else sys.argv[1:]
     return {
         "data": str(Path(args.data)),
         "data_description": "ESC-50, 2000 clips, 50 classes, 16 kHz mono, official folds",
         "training_folds": folds,
         "licence": ESC50_LICENCE,
-        "command": "python -m training.train " + shlex.join(sys.argv[1:]),
+        "command": "python -m training.train " + shlex.join(argv),
         "git_commit": git_commit(),
         "recipe": cfg.to_dict(),
         "torch": torch.__version__,
@@ -180,7 +181,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=[],
         help="evaluation JSON files (training.evaluate) for the model card (full)",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.argv = argv
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import fsspec
 
 SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
 QUERY_FILES = ("label_counts", "top_segments", "timeline", "events", "similar_segments")
@@ -76,6 +77,13 @@ def set_params(con: duckdb.DuckDBPyConnection, params: Mapping[str, Any] | None)
         con.execute(f'SET VARIABLE "{name}" = $value', {"value": value})
 
 
+def remote_filesystem(out: str) -> Any | None:
+    """The fsspec filesystem for a URL OUT (``s3://``...), so DuckDB reads it without httpfs."""
+    if "://" not in out:
+        return None
+    return fsspec.filesystem(out.split("://", 1)[0])
+
+
 def connect(
     out: str | os.PathLike[str], embedding_dim: int | None = None, filesystem: Any | None = None
 ) -> duckdb.DuckDBPyConnection:
@@ -87,6 +95,7 @@ def connect(
     """
     con = duckdb.connect()
     try:
+        filesystem = filesystem if filesystem is not None else remote_filesystem(normalize_out(out))
         if filesystem is not None:
             con.register_filesystem(filesystem)
         con.execute("SET TimeZone = 'UTC'")

@@ -67,6 +67,7 @@ class ParquetSink:
         removed = 0
         for table in (S.SEGMENTS, S.RECORDINGS, S.RUNS):
             folder = self.folder(table)
+            self.fs.invalidate_cache(folder)
             if not self.fs.exists(folder):
                 continue
             for path in self.fs.ls(folder, detail=False):
@@ -82,6 +83,7 @@ class ParquetSink:
 
     def _names(self, table: str) -> list[str]:
         folder = self.folder(table)
+        self.fs.invalidate_cache(folder)  # object-store listings are cached per filesystem instance
         if not self.fs.exists(folder):
             return []
         return [posixpath.basename(p) for p in self.fs.ls(folder, detail=False) if p.endswith(".parquet")]

@@ -78,5 +78,6 @@ def write_noise(
 ) -> Path:
     rng = np.random.default_rng(seed)
     data = 0.2 * rng.standard_normal((round(seconds * sample_rate_hz), channels))
-    sf.write(str(path), data if channels > 1 else data[:, 0], sample_rate_hz, subtype="PCM_16")
+    subtype = "VORBIS" if path.suffix in (".ogg", ".oga") else "PCM_16"
+    sf.write(str(path), data if channels > 1 else data[:, 0], sample_rate_hz, subtype=subtype)
     return path

@@ -136,7 +136,7 @@ def _predict(
     waveforms = torch.from_numpy(np.stack([audio for _, audio in batch]))
     probs, embeddings = predict_batch(model, waveforms, precision)
     for (segment, _), (labels, confs), emb in zip(
-        batch, top_k(probs, card.labels, k), embeddings.numpy(), strict=True
+        batch, top_k(probs, card.labels, k), embeddings.cpu().numpy(), strict=True
     ):
         yield SegmentPrediction(
             segment.index, segment.start_s(source_hz), segment.end_s(source_hz), labels, confs, emb

@@ -10,6 +10,9 @@ arrive before (or with) its outcome. Workers never write output.
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -200,6 +203,7 @@ class SegmentDataset(IterableDataset):
         self.cfg = cfg
         self.batch_size = batch_size
         self.storage_options = storage_options
+        self.parent_pid = os.getpid()
 
     def shard(self) -> range:
         info = get_worker_info()
@@ -207,6 +211,8 @@ class SegmentDataset(IterableDataset):
         return range(worker_id, len(self.refs), n_workers)
 
     def __iter__(self) -> Iterator[SegmentChunk]:
+        if get_worker_info() is not None:
+            exit_when_process_dies(self.parent_pid)
         builder = _ChunkBuilder(seconds_to_samples(self.cfg.segment_s, self.cfg.model_rate_hz))
         for index in self.shard():
             for item in recording_pieces(index, self.refs[index], self.cfg, self.storage_options):
@@ -219,6 +225,24 @@ class SegmentDataset(IterableDataset):
                     yield builder.take()
         if builder.pieces or builder.finished:
             yield builder.take()
+
+
+def exit_when_process_dies(pid: int, every_s: float = 0.5) -> None:
+    """End this worker soon after process ``pid`` (the labeling run) is gone, even by kill -9.
+
+    DataLoader's own watchdog watches the worker's parent, which is a fork server, not the
+    run, when workers are started that way.
+    """
+
+    def watch() -> None:
+        while True:
+            time.sleep(every_s)
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os._exit(0)
+
+    threading.Thread(target=watch, name="audify-run-watch", daemon=True).start()
 
 
 def init_worker(_worker_id: int) -> None:

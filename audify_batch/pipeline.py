@@ -50,6 +50,7 @@ class LabelConfig:
     precision: Precision = Precision.AUTO
     commit_every_segments: int = 20_000
     commit_every_s: float = 60.0
+    worker_start: str | None = None  # fork, forkserver or spawn; None: fork unless threads run
     storage_options: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -61,6 +62,8 @@ class LabelConfig:
             raise ValueError("threads must be positive")
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             raise ValueError(f"device must be auto, cpu or cuda[:N], got {self.device}")
+        if self.worker_start not in (None, "fork", "forkserver", "spawn"):
+            raise ValueError(f"worker_start must be fork, forkserver or spawn, got {self.worker_start}")
         SegmentingConfig(hop_s=self.hop_s, last_window=self.last_window)
 
     def public_dict(self) -> dict[str, Any]:
@@ -171,7 +174,7 @@ def make_loader(
         pin_memory=device.type == "cuda",
         worker_init_fn=init_worker if workers else None,
         prefetch_factor=4 if workers else None,
-        multiprocessing_context=worker_start_method() if workers else None,
+        multiprocessing_context=(config.worker_start or worker_start_method()) if workers else None,
     )
 
 

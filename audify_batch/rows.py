@@ -65,7 +65,7 @@ class RowCollector:
         if len(chunk):
             probs, embeddings = predict_batch(model, chunk.waveforms, precision)
             values, indices = probs.topk(min(self.top_k, probs.shape[1]), dim=1)
-            self._add_rows(chunk, values.numpy(), indices.numpy(), embeddings.numpy())
+            self._add_rows(chunk, values.cpu().numpy(), indices.cpu().numpy(), embeddings.cpu().numpy())
         for outcome in chunk.finished:
             self._finish(outcome)
 

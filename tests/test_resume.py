@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pyarrow.parquet as pq
 import pytest
 
@@ -72,6 +73,28 @@ def test_kill_9_then_resume_matches_uninterrupted_run(
     assert all_segment_rows(out) == all_segment_rows(reference)
     leftovers = [p for p in out.rglob("*") if p.name.endswith(".tmp")]
     assert leftovers == []
+
+
+@pytest.mark.parametrize("start_method", ["fork", "forkserver"])
+def test_workers_end_when_the_run_is_killed(archive: Path, tiny_model_dir: Path, tmp_path: Path,
+                                            start_method: str) -> None:  # fmt: skip
+    config = {"source": str(archive), "out": str(tmp_path / "out"), "model_dir": str(tiny_model_dir),
+              "workers": 2, "batch_size": 1, "worker_start": start_method,
+              "commit_every_segments": 1}  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, "-c", RUNNER, json.dumps(config)], env=env)
+    run = psutil.Process(proc.pid)
+    deadline = time.monotonic() + 120
+    while committed_recordings(tmp_path / "out") < 1 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    workers = run.children(recursive=True)
+    assert workers, "the run had no worker processes"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    _, alive = psutil.wait_procs(workers, timeout=10)
+    for leftover in alive:
+        leftover.kill()
+    assert alive == [], f"{len(alive)} worker processes outlived the killed run"
 
 
 def test_debris_of_a_killed_writer_is_removed(archive: Path, tiny_model_dir: Path, reference: Path,

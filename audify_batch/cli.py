@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--top-k", type=_positive_int, default=3)
     classify.add_argument("--hop-s", type=_hop_s, default=SEGMENT_S, help="segment hop (overlap)")
     classify.add_argument("--last-window", choices=[p.value for p in LastWindow], default="pad")
+    classify.add_argument("--min-last-s", type=float, default=1.0, help="shortest tail labeled (pad)")
     classify.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="checkpoint folder")
     classify.add_argument("--precision", choices=[p.value for p in Precision], default="auto")
     add_label_parser(commands)
@@ -88,6 +89,7 @@ def run_classify(args: argparse.Namespace) -> int:
         k=args.top_k,
         hop_s=args.hop_s,
         last_window=LastWindow(args.last_window),
+        min_last_s=args.min_last_s,
         precision=Precision(args.precision),
     )
     print(f"# {args.file}  model {card.name} {card.version}")

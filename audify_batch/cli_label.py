@@ -30,6 +30,7 @@ def add_label_parser(commands: Any) -> None:
     label.add_argument("--model", default=str(DEFAULT_MODEL_DIR), help="checkpoint folder")
     label.add_argument("--hop-s", type=float, default=5.0, help="segment hop in seconds (overlap)")
     label.add_argument("--last-window", choices=[p.value for p in LastWindow], default="pad")
+    label.add_argument("--min-last-s", type=float, default=1.0, help="shortest tail labeled (pad)")
     label.add_argument("--top-k", type=int, default=5)
     label.add_argument("--batch-size", type=int, default=64)
     label.add_argument("--workers", type=int, help="DataLoader workers (default: chosen for the machine)")
@@ -46,6 +47,7 @@ def config_from_args(args: argparse.Namespace) -> LabelConfig:
         model_dir=args.model,
         hop_s=args.hop_s,
         last_window=LastWindow(args.last_window),
+        min_last_s=args.min_last_s,
         top_k=args.top_k,
         batch_size=args.batch_size,
         workers=args.workers,

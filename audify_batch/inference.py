@@ -101,6 +101,7 @@ def classify_file(
     k: int = 5,
     hop_s: float = SEGMENT_S,
     last_window: LastWindow = LastWindow.PAD,
+    min_last_s: float = 1.0,
     batch_size: int = 64,
     precision: Precision = Precision.AUTO,
 ) -> Iterator[SegmentPrediction]:
@@ -112,6 +113,7 @@ def classify_file(
         seconds_to_samples(SEGMENT_S, info.sample_rate_hz),
         seconds_to_samples(hop_s, info.sample_rate_hz),
         last_window,
+        seconds_to_samples(min_last_s, info.sample_rate_hz),
     )
     device = next(model.parameters()).device
     resolved = resolve_precision(precision, device)

@@ -28,6 +28,7 @@ from audify_batch.segments import LastWindow, Segment, plan_segments, seconds_to
 from audify_batch.sources import RecordingRef, fingerprint
 
 MAX_OUTCOMES_PER_CHUNK = 256
+STORAGE_ENV_PREFIXES = ("AWS_", "FSSPEC_")
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class SegmentingConfig:
     segment_s: float = 5.0
     hop_s: float = 5.0
     last_window: LastWindow = LastWindow.PAD
+    min_last_s: float = 1.0
     model_rate_hz: int = 16_000
     block_frames: int = 1 << 17
 
@@ -43,6 +45,8 @@ class SegmentingConfig:
             raise ValueError("the model takes 5-second segments")
         if not 0 < self.hop_s <= self.segment_s:
             raise ValueError(f"hop_s must be in (0, {self.segment_s}], got {self.hop_s}")
+        if not 0 <= self.min_last_s <= self.segment_s:
+            raise ValueError(f"min_last_s must be in [0, {self.segment_s}], got {self.min_last_s}")
         if self.block_frames <= 0:
             raise ValueError("block_frames must be positive")
 
@@ -175,6 +179,7 @@ def _decode_recording(
             seconds_to_samples(cfg.segment_s, rate_hz),
             seconds_to_samples(cfg.hop_s, rate_hz),
             cfg.last_window,
+            seconds_to_samples(cfg.min_last_s, rate_hz),
         )
         blocks = _Counted(decode_blocks(audio, cfg.model_rate_hz, cfg.block_frames, ref.uri))
         for segment, waveform in segment_audio(blocks, segments, rate_hz, cfg.model_rate_hz):
@@ -204,6 +209,9 @@ class SegmentDataset(IterableDataset):
         self.batch_size = batch_size
         self.storage_options = storage_options
         self.parent_pid = os.getpid()
+        # A fork server keeps the environment it started with; workers take the run's own
+        # storage settings (AWS_* credentials and endpoint, fsspec config) from here.
+        self.storage_environ = {k: v for k, v in os.environ.items() if k.startswith(STORAGE_ENV_PREFIXES)}
 
     def shard(self) -> range:
         info = get_worker_info()
@@ -213,6 +221,7 @@ class SegmentDataset(IterableDataset):
     def __iter__(self) -> Iterator[SegmentChunk]:
         if get_worker_info() is not None:
             exit_when_process_dies(self.parent_pid)
+            os.environ.update(self.storage_environ)
         builder = _ChunkBuilder(seconds_to_samples(self.cfg.segment_s, self.cfg.model_rate_hz))
         for index in self.shard():
             for item in recording_pieces(index, self.refs[index], self.cfg, self.storage_options):

@@ -4,8 +4,10 @@ Windows of ``window_samples`` start every ``hop_samples`` from sample 0.
 What happens to audio after the last full window is an explicit policy:
 
 - ``PAD`` (default): one more, shorter segment covers the rest, and the
-  model sees it zero-padded to a full window. A recording shorter than one
-  window gives a single such segment. Every sample is covered.
+  model sees it zero-padded to a full window, when at least
+  ``min_last_samples`` of audio are left uncovered by the full windows (a
+  few milliseconds of tail, zero-padded to 5 s, would only give a noise
+  label). A recording shorter than one window always gives one segment.
 - ``DROP``: audio after the last full window is not labelled.
 
 Bounds are half-open ``[start_sample, end_sample)`` in the source's own rate.
@@ -52,16 +54,18 @@ def plan_segments(
     window_samples: int,
     hop_samples: int,
     last_window: LastWindow = LastWindow.PAD,
+    min_last_samples: int = 0,
 ) -> list[Segment]:
     """All segments of a recording of ``n_samples`` samples."""
-    if n_samples < 0:
-        raise ValueError(f"n_samples must be >= 0, got {n_samples}")
+    if n_samples < 0 or min_last_samples < 0:
+        raise ValueError(f"n_samples and min_last_samples must be >= 0, got {n_samples}, {min_last_samples}")
     if window_samples <= 0 or not 0 < hop_samples <= window_samples:
         raise ValueError("need window_samples > 0 and 0 < hop_samples <= window_samples")
     n_full = 0 if n_samples < window_samples else (n_samples - window_samples) // hop_samples + 1
     segments = [Segment(i, i * hop_samples, i * hop_samples + window_samples) for i in range(n_full)]
     covered = segments[-1].end_sample if segments else 0
-    if last_window is LastWindow.PAD and covered < n_samples:
+    long_enough = n_full == 0 or n_samples - covered >= max(1, min_last_samples)
+    if last_window is LastWindow.PAD and covered < n_samples and long_enough:
         start = n_full * hop_samples
         segments.append(Segment(n_full, start, n_samples))
     return segments

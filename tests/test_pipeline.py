@@ -46,7 +46,9 @@ def test_dataloader_sharding_gives_every_segment_once(tmp_path: Path, n_workers:
     for index, ref in enumerate(refs):
         rate = 8_000 if "r1" in ref.uri or "r3" in ref.uri or "r5" in ref.uri else 16_000
         n = round(seconds[int(Path(ref.uri).stem[1:])] * rate)
-        expected |= {(index, s.index) for s in plan_segments(n, 5 * rate, rate * 5 // 2)}
+        expected |= {
+            (index, s.index) for s in plan_segments(n, 5 * rate, rate * 5 // 2, min_last_samples=rate)
+        }
     assert set(seen) == expected and set(seen.values()) == {1}
     assert sorted(o.index for o in outcomes) == list(range(len(refs)))
     assert all(o.status == S.STATUS_LABELED for o in outcomes)
@@ -205,7 +207,7 @@ def test_odd_but_valid_audio_is_labeled(
     summary = label_archive(LabelConfig(source=str(archive), out=str(out), model_dir=str(tiny_model_dir),
                                         workers=0))  # fmt: skip
     n = round(seconds * rate_hz)
-    expected = plan_segments(n, 5 * rate_hz, 5 * rate_hz)
+    expected = plan_segments(n, 5 * rate_hz, 5 * rate_hz, min_last_samples=rate_hz)
     assert (summary.n_labeled, summary.n_failed, summary.n_segments) == (1, 0, len(expected))
     rows = run_sql(str(out), "SELECT start_sample, end_sample, end_s, confidences FROM segments "
                              "ORDER BY segment_index").rows  # fmt: skip

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from audify_batch.segments import LastWindow, plan_segments
+from audify_batch.segments import LastWindow, Segment, plan_segments
 
 
 @st.composite
@@ -80,3 +80,26 @@ def test_overlap_example_in_samples_of_source_rate() -> None:
 def test_invalid_arguments_raise(bad: tuple[int, int, int]) -> None:
     with pytest.raises(ValueError):
         plan_segments(*bad)
+
+
+@given(plans(), st.integers(min_value=0, max_value=400_000))
+def test_pad_labels_a_tail_only_when_long_enough(plan: tuple[int, int, int], min_last: int) -> None:
+    n, window, hop = plan
+    segments = plan_segments(n, window, hop, LastWindow.PAD, min_last)
+    full = plan_segments(n, window, hop, LastWindow.DROP)
+    assert segments[: len(full)] == full
+    if n > 0:
+        assert segments, "a recording with audio always gets at least one segment"
+    covered = full[-1].end_sample if full else 0
+    if full and len(segments) == len(full):
+        assert n - covered < max(1, min_last)
+    if len(segments) > len(full) and full:
+        assert n - covered >= min_last
+
+
+def test_a_few_milliseconds_of_tail_are_not_a_segment() -> None:
+    # a 5.01 s clip at 44.1 kHz: the 10 ms tail is not labeled with the default 1 s minimum
+    segments = plan_segments(220_941, 220_500, 220_500, LastWindow.PAD, 44_100)
+    assert [(s.start_sample, s.end_sample) for s in segments] == [(0, 220_500)]
+    assert len(plan_segments(220_941, 220_500, 220_500, LastWindow.PAD, 0)) == 2
+    assert plan_segments(100, 220_500, 220_500, LastWindow.PAD, 44_100) == [Segment(0, 0, 100)]

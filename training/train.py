@@ -101,11 +101,12 @@ def _fit_and_save(
     args: argparse.Namespace,
     cfg: TrainConfig,
     evaluation: dict[str, object],
+    log_dir: Path,
 ) -> tuple[AudioClassifier, ModelCard]:
     targets = torch.from_numpy(dataset.targets())
     frontend, arch = FrontendConfig(), ArchConfig(n_classes=len(dataset.labels))
     folds = sorted({int(f) for f in torch.from_numpy(dataset.folds())[train_mask].tolist()})
-    net, mean, std = train_model(features[train_mask], targets[train_mask], arch, cfg, out_dir / "tb")
+    net, mean, std = train_model(features[train_mask], targets[train_mask], arch, cfg, log_dir)
     model = AudioClassifier(frontend, arch, mean, std)
     model.net = net.to(memory_format=torch.contiguous_format)
     card = make_card(dataset, frontend, arch, mean, std, training_facts(args, cfg, folds), evaluation)
@@ -125,7 +126,14 @@ def run_cv(args: argparse.Namespace, dataset: Dataset, features: torch.Tensor, c
         started = time.perf_counter()
         test_mask = fold_ids == fold
         model, _ = _fit_and_save(
-            out / f"fold{fold}", dataset, features, ~test_mask, args, cfg, {"held_out_fold": fold}
+            out / f"fold{fold}",
+            dataset,
+            features,
+            ~test_mask,
+            args,
+            cfg,
+            {"held_out_fold": fold},
+            out / f"fold{fold}" / "tb",
         )
         logits = predict_logits(
             model.net, features[test_mask], model.norm_mean_db.squeeze(1), model.norm_std_db.squeeze(1)
@@ -157,7 +165,9 @@ def run_full(args: argparse.Namespace, dataset: Dataset, features: torch.Tensor,
     for path in args.eval_results:
         evaluation.update(json.loads(Path(path).read_text()))
     all_mask = torch.ones(len(dataset.clips), dtype=torch.bool)
-    _, card = _fit_and_save(Path(args.out), dataset, features, all_mask, args, cfg, evaluation)
+    _, card = _fit_and_save(
+        Path(args.out), dataset, features, all_mask, args, cfg, evaluation, Path(args.tb_dir)
+    )
     print(f"wrote {args.out} ({card.name} {card.version}, weights {card.weights_sha256[:12]})")
 
 
@@ -174,6 +184,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     parser.add_argument("--seed", type=int, default=TrainConfig.seed)
     parser.add_argument("--limit-clips", type=int, default=0, help="use only N clips (smoke tests)")
+    parser.add_argument("--tb-dir", default="runs/tb/full", help="TensorBoard logs of the full run")
     parser.add_argument("--cv-results", help="cv_results.json to copy into the model card (full)")
     parser.add_argument(
         "--eval-results",

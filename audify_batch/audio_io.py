@@ -49,13 +49,21 @@ def probe(path: str | Path) -> AudioInfo:
     return AudioInfo(str(path), int(info.samplerate), int(info.channels), int(info.frames))
 
 
-def _reason(error: BaseException) -> str:
+def io_reason(error: OSError) -> str | None:
+    """A short reason for the common I/O errors, or None for others."""
     if isinstance(error, FileNotFoundError):
         return "no such file"
     if isinstance(error, PermissionError):
         return "permission denied"
     if isinstance(error, IsADirectoryError):
         return "is a directory"
+    return None
+
+
+def _reason(error: BaseException) -> str:
+    known = io_reason(error) if isinstance(error, OSError) else None
+    if known:
+        return known
     text = getattr(error, "error_string", None) or str(error).strip() or type(error).__name__
     return f"not readable as audio ({text.rstrip('.')})"
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from audify_batch.audio_io import AudioDecodeError, decode_blocks, open_audio
+from audify_batch.audio_io import AudioDecodeError, decode_blocks, io_reason, open_audio
 from audify_batch.schema import STATUS_FAILED, STATUS_LABELED
 from audify_batch.segments import LastWindow, Segment, plan_segments, seconds_to_samples, segment_audio
 from audify_batch.sources import RecordingRef, fingerprint
@@ -135,11 +135,7 @@ def _failed(index: int, reason: str, **facts: Any) -> RecordingOutcome:
 
 
 def _os_reason(error: OSError) -> str:
-    if isinstance(error, FileNotFoundError):
-        return "no such file"
-    if isinstance(error, PermissionError):
-        return "permission denied"
-    return f"cannot read ({type(error).__name__}: {error})"
+    return io_reason(error) or f"cannot read ({type(error).__name__}: {error})"
 
 
 def recording_pieces(

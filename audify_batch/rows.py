@@ -160,7 +160,9 @@ class RowCollector:
             S.END_SAMPLE: pa.array(cols["end_sample"]),
             S.LABELS: pa.ListArray.from_arrays(offsets, pa.array(labels, pa.string())),
             S.CONFIDENCES: pa.ListArray.from_arrays(offsets, pa.array(cols["top_values"].ravel())),
-            S.EMBEDDING: pa.FixedSizeListArray.from_arrays(pa.array(cols["embedding"].ravel()), k_dim(cols)),
+            S.EMBEDDING: pa.FixedSizeListArray.from_arrays(
+                pa.array(cols["embedding"].ravel()), cols["embedding"].shape[1]
+            ),
             **{name: pa.array([value] * n) for name, value in constant.items()},
         }
         return pa.Table.from_pydict(arrays, schema=schema)
@@ -177,7 +179,3 @@ class RowCollector:
             run_id, out, model, n_recordings, counts[S.STATUS_LABELED], counts[S.STATUS_FAILED],
             counts[S.STATUS_SKIPPED], self.n_segments, self.audio_s, wall_s, tuple(self.failures),
         )  # fmt: skip
-
-
-def k_dim(cols: dict[str, np.ndarray]) -> int:
-    return int(cols["embedding"].shape[1])

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
 
 from audify_batch import schema as S
+from audify_batch.sources import is_local
 
 TMP_SUFFIX = ".tmp"
 
@@ -46,9 +47,7 @@ class ParquetSink:
         self.partition = S.model_partition(model_name, model_version)
         self.run_id = run_id
         self._seq = 0
-        self._local = "file" in (
-            self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
-        )
+        self._local = is_local(self.fs)
 
     def folder(self, table: str) -> str:
         return posixpath.join(self.root, table, self.partition)

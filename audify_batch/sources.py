@@ -75,9 +75,13 @@ def _mtime_s(info: dict[str, Any]) -> float:
     return 0.0
 
 
-def _uri(fs: fsspec.AbstractFileSystem, path: str) -> str:
+def is_local(fs: fsspec.AbstractFileSystem) -> bool:
     protocols = (fs.protocol,) if isinstance(fs.protocol, str) else fs.protocol
-    return path if "file" in protocols or "local" in protocols else fs.unstrip_protocol(path)
+    return "file" in protocols or "local" in protocols
+
+
+def _uri(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    return path if is_local(fs) else fs.unstrip_protocol(path)
 
 
 def _ref(fs: fsspec.AbstractFileSystem, path: str, info: dict[str, Any]) -> RecordingRef:

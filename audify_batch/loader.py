@@ -17,18 +17,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import fsspec
 import numpy as np
 import torch
+from fsspec.core import url_to_fs
 from torch.utils.data import IterableDataset, get_worker_info
 
 from audify_batch.audio_io import AudioDecodeError, decode_blocks, io_reason, open_audio
+from audify_batch.retry import ReadErrorTrap, RetryPolicy, is_transient
 from audify_batch.schema import STATUS_FAILED, STATUS_LABELED
 from audify_batch.segments import LastWindow, Segment, plan_segments, seconds_to_samples, segment_audio
-from audify_batch.sources import RecordingRef, fingerprint
+from audify_batch.sources import RecordingRef, fingerprint, is_local
 
 MAX_OUTCOMES_PER_CHUNK = 256
 STORAGE_ENV_PREFIXES = ("AWS_", "FSSPEC_")
+READ_BLOCK_BYTES = 4 << 20  # read-ahead per open object stream
+DEFAULT_RETRY = RetryPolicy()
 
 
 @dataclass(frozen=True)
@@ -139,18 +142,53 @@ def _os_reason(error: OSError) -> str:
 
 
 def recording_pieces(
-    index: int, ref: RecordingRef, cfg: SegmentingConfig, storage_options: dict[str, Any] | None = None
+    index: int,
+    ref: RecordingRef,
+    cfg: SegmentingConfig,
+    storage_options: dict[str, Any] | None = None,
+    retry: RetryPolicy = DEFAULT_RETRY,
 ) -> Iterator[SegmentPiece | RecordingOutcome]:
-    """Segments of one recording, then its outcome; every failure becomes an outcome."""
+    """Segments of one recording, then its outcome; every failure becomes an outcome.
+
+    A transient storage error restarts the read with backoff; segments already
+    yielded by an earlier attempt are not yielded again (decoding is deterministic).
+    """
     if ref.error:
         yield _failed(index, ref.error)
         return
-    try:
-        yield from _decode_recording(index, ref, cfg, storage_options)
-    except AudioDecodeError as error:
-        yield _failed(index, error.reason)
-    except OSError as error:
-        yield _failed(index, _os_reason(error))
+    next_segment = 0
+    for attempt in range(1, retry.attempts + 1):
+        try:
+            for item in _decode_recording(index, ref, cfg, storage_options):
+                if isinstance(item, SegmentPiece):
+                    if item.segment.index < next_segment:
+                        continue
+                    next_segment = item.segment.index + 1
+                yield item
+            return
+        except AudioDecodeError as error:
+            yield _failed(index, error.reason)
+            return
+        except Exception as error:
+            if not isinstance(error, OSError) and not is_transient(error):
+                raise
+            if not is_transient(error) or attempt == retry.attempts:
+                yield _failed(index, _read_failure(error, attempt))
+                return
+            time.sleep(retry.delay_s(attempt))
+
+
+def _read_failure(error: BaseException, attempts: int) -> str:
+    reason = _os_reason(error) if isinstance(error, OSError) else f"cannot read ({type(error).__name__})"
+    return reason if attempts == 1 else f"{reason}, after {attempts} attempts"
+
+
+def _open_stream(uri: str, storage_options: dict[str, Any] | None) -> Any:
+    """A streaming handle: local files as they are; remote objects with bounded read-ahead."""
+    fs, path = url_to_fs(uri, **(storage_options or {}))
+    if is_local(fs):
+        return fs.open(path, "rb")
+    return fs.open(path, "rb", block_size=READ_BLOCK_BYTES, cache_type="readahead")
 
 
 def _decode_recording(
@@ -160,10 +198,20 @@ def _decode_recording(
         yield _failed(index, "empty file (0 bytes)")
         return
     print_ = fingerprint(ref.uri, ref.size_bytes, storage_options)
-    with (
-        fsspec.open(ref.uri, "rb", **(storage_options or {})) as handle,
-        open_audio(handle, ref.uri) as audio,
-    ):
+    with _open_stream(ref.uri, storage_options) as handle:
+        trap = ReadErrorTrap(handle)
+        try:
+            yield from _segments_of(index, ref, cfg, trap, print_)
+        except AudioDecodeError:
+            trap.raise_if_failed()  # a connection fault, not bad audio
+            raise
+        trap.raise_if_failed()
+
+
+def _segments_of(
+    index: int, ref: RecordingRef, cfg: SegmentingConfig, trap: ReadErrorTrap, print_: str
+) -> Iterator[SegmentPiece | RecordingOutcome]:
+    with open_audio(trap, ref.uri) as audio:
         rate_hz, channels, n_frames = int(audio.samplerate), int(audio.channels), int(audio.frames)
         facts = dict(fingerprint=print_, sample_rate_hz=rate_hz, channels=channels,
                      duration_s=n_frames / rate_hz)  # fmt: skip
@@ -179,7 +227,9 @@ def _decode_recording(
         )
         blocks = _Counted(decode_blocks(audio, cfg.model_rate_hz, cfg.block_frames, ref.uri))
         for segment, waveform in segment_audio(blocks, segments, rate_hz, cfg.model_rate_hz):
+            trap.raise_if_failed()  # a failed read looks like the end of the file: never pad it
             yield SegmentPiece(index, segment, waveform)
+        trap.raise_if_failed()
         expected = n_frames * cfg.model_rate_hz // rate_hz
         if blocks.n_samples < expected - cfg.model_rate_hz // 10:
             decoded_s = blocks.n_samples / cfg.model_rate_hz
@@ -198,8 +248,10 @@ class SegmentDataset(IterableDataset):
         cfg: SegmentingConfig,
         batch_size: int,
         storage_options: dict[str, Any] | None = None,
+        retry: RetryPolicy = DEFAULT_RETRY,
     ) -> None:
         super().__init__()
+        self.retry = retry
         self.refs = refs
         self.cfg = cfg
         self.batch_size = batch_size
@@ -220,7 +272,7 @@ class SegmentDataset(IterableDataset):
             os.environ.update(self.storage_environ)
         builder = _ChunkBuilder(seconds_to_samples(self.cfg.segment_s, self.cfg.model_rate_hz))
         for index in self.shard():
-            for item in recording_pieces(index, self.refs[index], self.cfg, self.storage_options):
+            for item in recording_pieces(index, self.refs[index], self.cfg, self.storage_options, self.retry):
                 if isinstance(item, SegmentPiece):
                     builder.pieces.append(item)
                 else:

@@ -27,17 +27,19 @@ from audify_batch.inference import Precision, prepare_for_inference, resolve_pre
 from audify_batch.loader import SegmentDataset, SegmentingConfig, init_worker
 from audify_batch.model import AudioClassifier
 from audify_batch.records import Progress, RunSummary
+from audify_batch.retry import RetryPolicy
 from audify_batch.rows import RowCollector
 from audify_batch.segments import LastWindow
+from audify_batch.shards import Shard, in_shard
 from audify_batch.sink import ParquetSink
-from audify_batch.sources import RecordingRef, discover
+from audify_batch.sources import RecordingRef, discover_all, modified_between
 
 
 @dataclass(frozen=True)
 class LabelConfig:
     """Everything one labeling run needs; validated on construction."""
 
-    source: str
+    source: str | tuple[str, ...]  # a folder, glob, list file or file; or several of them
     out: str
     model_dir: str = str(DEFAULT_MODEL_DIR)
     hop_s: float = 5.0
@@ -52,6 +54,13 @@ class LabelConfig:
     commit_every_segments: int = 20_000
     commit_every_s: float = 60.0
     worker_start: str | None = None  # fork, forkserver or spawn; None: fork unless threads run
+    read_attempts: int = 4  # per recording, on transient storage errors
+    retry_delay_s: float = 0.5  # first backoff; doubles per attempt, at most 16x
+    modified_after_s: float | None = None  # only recordings modified at or after (POSIX seconds)
+    modified_before_s: float | None = None  # ... and before
+    shard_index: int = 0  # this run labels the recordings of shard shard_index of shard_count
+    shard_count: int = 1
+    batch_id: str | None = None  # ties the shard runs of one fan-out together
     storage_options: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -66,6 +75,14 @@ class LabelConfig:
         if self.worker_start not in (None, "fork", "forkserver", "spawn"):
             raise ValueError(f"worker_start must be fork, forkserver or spawn, got {self.worker_start}")
         SegmentingConfig(hop_s=self.hop_s, last_window=self.last_window, min_last_s=self.min_last_s)
+        self.retry_policy()
+        Shard(self.shard_index, self.shard_count)
+        after, before = self.modified_after_s, self.modified_before_s
+        if after is not None and before is not None and after >= before:
+            raise ValueError("modified_after_s must be earlier than modified_before_s")
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(self.read_attempts, self.retry_delay_s, 16 * self.retry_delay_s)
 
     def public_dict(self) -> dict[str, Any]:
         """The settings as recorded in the runs table (never storage options/secrets)."""
@@ -73,6 +90,7 @@ class LabelConfig:
         data.pop("storage_options")
         data["last_window"] = self.last_window.value
         data["precision"] = self.precision.value
+        data["source"] = self.source if isinstance(self.source, str) else list(self.source)
         return data
 
 
@@ -176,6 +194,7 @@ def make_loader(
         ),
         config.batch_size,
         config.storage_options,
+        config.retry_policy(),
     )
     workers = min(choose_workers(config, device), max(1, len(refs)))
     return DataLoader(
@@ -219,6 +238,13 @@ def _label_loop(
     collector.commit(sink)
 
 
+def find_recordings(config: LabelConfig) -> list[RecordingRef]:
+    """The recordings this run is about: discovered, filtered by modification time and shard."""
+    refs = discover_all(config.source, config.storage_options)
+    refs = modified_between(refs, config.modified_after_s, config.modified_before_s)
+    return [ref for ref in refs if in_shard(ref.uri, config.shard_index, config.shard_count)]
+
+
 def label_archive(config: LabelConfig, progress: ProgressCallback | None = None) -> RunSummary:
     """Label every new or changed recording of ``config.source`` into ``config.out``."""
     device = choose_device(config.device)
@@ -229,8 +255,9 @@ def label_archive(config: LabelConfig, progress: ProgressCallback | None = None)
     precision = resolve_precision(config.precision, device)
     run = _Run(config, card, new_run_id(), config_hash(card, config, precision))
     sink = ParquetSink(config.out, card.name, card.version, run.run_id, config.storage_options)
-    sink.remove_debris()
-    refs = discover(config.source, config.storage_options)
+    if config.shard_count == 1:  # shards write side by side; their parent flow cleans up
+        sink.remove_debris()
+    refs = find_recordings(config)
     todo, unchanged = split_new(refs, sink, run.config_hash)
     run.n_recordings = len(refs)
     collector = RowCollector(refs=todo, card=card, run_id=run.run_id, config_hash=run.config_hash,

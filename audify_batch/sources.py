@@ -10,6 +10,7 @@ failed row rather than a silent gap.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import PurePosixPath
@@ -132,17 +133,43 @@ def discover(source: str, storage_options: dict[str, Any] | None = None) -> list
     return [unique[uri] for uri in sorted(unique)]
 
 
+def discover_all(
+    sources: str | Sequence[str], storage_options: dict[str, Any] | None = None
+) -> list[RecordingRef]:
+    """``discover`` over one SOURCE or several (an explicit list of files or prefixes), merged."""
+    if isinstance(sources, str):
+        return discover(sources, storage_options)
+    if not sources:
+        raise SourceError("no sources given")
+    unique = {ref.uri: ref for source in sources for ref in discover(source, storage_options)}
+    return [unique[uri] for uri in sorted(unique)]
+
+
+def modified_between(
+    refs: list[RecordingRef], after_s: float | None = None, before_s: float | None = None
+) -> list[RecordingRef]:
+    """Recordings modified in ``[after_s, before_s)`` (POSIX seconds); unknown ones are kept."""
+    return [
+        ref
+        for ref in refs
+        if ref.error
+        or ((after_s is None or ref.mtime_s >= after_s) and (before_s is None or ref.mtime_s < before_s))
+    ]
+
+
 def fingerprint(uri: str, size_bytes: int, storage_options: dict[str, Any] | None = None) -> str:
     """Content fingerprint: BLAKE2b of the size and the first and last 64 KiB.
 
-    Cheap on object storage (two range reads) yet changes when the audio does
-    in practice; reruns key on uri, size and modification time, the
-    fingerprint is recorded to spot moved or touched copies.
+    Two range reads of 64 KiB each (on object storage, separate from the audio
+    stream, so neither pulls a read-ahead block it does not need). Reruns key on
+    uri, size and modification time; the fingerprint is recorded to spot moved
+    or touched copies.
     """
+    fs, path = url_to_fs(uri, **(storage_options or {}))
     digest = hashlib.blake2b(str(size_bytes).encode(), digest_size=16)
-    with fsspec.open(uri, "rb", **(storage_options or {})) as handle:
-        digest.update(handle.read(FINGERPRINT_CHUNK_BYTES))
-        if size_bytes > FINGERPRINT_CHUNK_BYTES:
-            handle.seek(max(FINGERPRINT_CHUNK_BYTES, size_bytes - FINGERPRINT_CHUNK_BYTES))
-            digest.update(handle.read(FINGERPRINT_CHUNK_BYTES))
+    head_end = min(FINGERPRINT_CHUNK_BYTES, size_bytes)
+    digest.update(fs.cat_file(path, start=0, end=head_end))
+    if size_bytes > FINGERPRINT_CHUNK_BYTES:
+        tail_start = max(FINGERPRINT_CHUNK_BYTES, size_bytes - FINGERPRINT_CHUNK_BYTES)
+        digest.update(fs.cat_file(path, start=tail_start, end=size_bytes))
     return "b2h64k:" + digest.hexdigest()

@@ -144,14 +144,14 @@ def test_bad_files_fail_with_reasons_and_good_rows_are_intact(
 
     import audify_batch.loader as loader
 
-    real_open = loader.fsspec.open
+    real_open = loader._open_stream
 
     def deny(uri: str, *args, **kwargs):
         if uri == str(locked):
             raise PermissionError(13, "Permission denied", uri)
         return real_open(uri, *args, **kwargs)
 
-    monkeypatch.setattr(loader.fsspec, "open", deny)
+    monkeypatch.setattr(loader, "_open_stream", deny)
     out = tmp_path / "out"
     summary = label_archive(LabelConfig(source=str(listing), out=str(out), model_dir=str(tiny_model_dir),
                                         workers=0))  # fmt: skip

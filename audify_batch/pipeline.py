@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -95,6 +96,9 @@ class LabelConfig:
 
 
 ProgressCallback = Callable[[Progress], None]
+# Entered around each model step (never around decoding or writing): e.g. a Prefect global
+# concurrency slot per GPU, so that several runs share one GPU and still overlap their I/O.
+ModelGate = Callable[[], AbstractContextManager[object]]
 
 
 def _cpu_count() -> int:
@@ -224,11 +228,13 @@ def _label_loop(
     collector: RowCollector,
     sink: ParquetSink,
     progress: ProgressCallback | None,
+    model_gate: ModelGate,
 ) -> None:
     precision = resolve_precision(run.config.precision, next(model.parameters()).device)
     last_commit = time.perf_counter()
     for chunk in loader:
-        collector.add_chunk(model, chunk, precision)
+        with model_gate():
+            collector.add_chunk(model, chunk, precision)
         due = time.perf_counter() - last_commit >= run.config.commit_every_s
         if collector.ready_segments >= run.config.commit_every_segments or (due and collector.has_ready):
             collector.commit(sink)
@@ -245,7 +251,9 @@ def find_recordings(config: LabelConfig) -> list[RecordingRef]:
     return [ref for ref in refs if in_shard(ref.uri, config.shard_index, config.shard_count)]
 
 
-def label_archive(config: LabelConfig, progress: ProgressCallback | None = None) -> RunSummary:
+def label_archive(
+    config: LabelConfig, progress: ProgressCallback | None = None, model_gate: ModelGate = nullcontext
+) -> RunSummary:
     """Label every new or changed recording of ``config.source`` into ``config.out``."""
     device = choose_device(config.device)
     if device.type == "cpu":
@@ -266,7 +274,7 @@ def label_archive(config: LabelConfig, progress: ProgressCallback | None = None)
     try:
         if todo:
             _label_loop(run, model, make_loader(todo, config, card.frontend.sample_rate_hz, device),
-                        collector, sink, progress)  # fmt: skip
+                        collector, sink, progress, model_gate)  # fmt: skip
         collector.commit_skipped(sink, unchanged)
     except BaseException:
         sink.write_run(_run_row(run, S.RUN_FAILED, collector))

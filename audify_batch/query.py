@@ -237,3 +237,19 @@ def text_report(out: str | os.PathLike[str], max_rows: int = 50) -> str:
     finally:
         con.close()
     return "\n\n".join(sections) + "\n"
+
+
+def label_counts(out: str | os.PathLike[str]) -> QueryResult:
+    """Top-1 label counts over the archive's current segments, per model, most frequent first."""
+    return run_sql(out, _report_sql()["Top-1 labels over the archive"])
+
+
+def markdown_table(result: QueryResult, max_rows: int = 20) -> str:
+    """``result`` as a GitHub-flavoured markdown table; rows past ``max_rows`` summarised."""
+    lines = ["| " + " | ".join(result.columns) + " |", "|" + "---|" * len(result.columns)]
+    for row in result.rows[:max_rows]:
+        cells = [f"{v:.3f}" if isinstance(v, float) else str(v).replace("|", "\\|") for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    if len(result.rows) > max_rows:
+        lines.append(f"\n… and {len(result.rows) - max_rows} more rows")
+    return "\n".join(lines)

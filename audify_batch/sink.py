@@ -89,10 +89,17 @@ class ParquetSink:
 
     def read_recordings(self) -> pa.Table:
         """Every committed recordings row of this model (empty table when none)."""
-        paths = [posixpath.join(self.folder(S.RECORDINGS), n) for n in sorted(self._names(S.RECORDINGS))]
+        return self._read(S.RECORDINGS, S.RECORDINGS_SCHEMA)
+
+    def read_runs(self) -> pa.Table:
+        """Every run row of this model (empty table when none)."""
+        return self._read(S.RUNS, S.RUNS_SCHEMA)
+
+    def _read(self, table: str, schema: pa.Schema) -> pa.Table:
+        paths = [posixpath.join(self.folder(table), n) for n in sorted(self._names(table))]
         if not paths:
-            return S.RECORDINGS_SCHEMA.empty_table()
-        return ds.dataset(paths, schema=S.RECORDINGS_SCHEMA, filesystem=self.fs, format="parquet").to_table()
+            return schema.empty_table()
+        return ds.dataset(paths, schema=schema, filesystem=self.fs, format="parquet").to_table()
 
     def labeled_keys(self, config_hash: str) -> dict[str, FileKey]:
         """Recordings whose latest labeled-or-failed row is 'labeled' with these settings."""

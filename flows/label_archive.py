@@ -1,78 +1,56 @@
-"""Prefect flow: label an archive with the same library function the CLI uses.
+"""Prefect flow: label an archive (or one shard of it) with the library function the CLI uses.
 
 Run it directly (Prefect starts a temporary local server, no setup):
 
     .venv/bin/python flows/label_archive.py SOURCE OUT
 
-The flow logs through Prefect's logger and publishes a progress artifact
-(``label-progress``) and a summary table (``label-summary``).
+Deployed (``prefect.yaml``) it is the scheduled incremental job (each run
+labels only what is new or changed since it was last labeled) and the shard
+job of the fan-out flow. It logs through Prefect's logger and publishes the
+artifacts ``label-progress``, ``label-summary`` and ``label-report``.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.concurrency.sync import concurrency
 
 from audify_batch.checkpoint import DEFAULT_MODEL_DIR
-from audify_batch.pipeline import LabelConfig, label_archive
-from audify_batch.records import Progress, RunSummary
-from audify_batch.sources import discover
-
-PROGRESS_KEY = "label-progress"
-SUMMARY_KEY = "label-summary"
+from audify_batch.pipeline import LabelConfig, ModelGate, label_archive
+from audify_batch.records import RunSummary
+from audify_batch.sources import discover_all
+from flows.artifacts import PROGRESS_KEY, ProgressPublisher, publish_summary
 
 
 @task(retries=3, retry_delay_seconds=[2, 10, 30])
-def count_recordings(source: str) -> int:
+def count_recordings(source: str | list[str]) -> int:
     """Discovery is I/O: retried. Returns only a count (the label task discovers again)."""
-    return len(discover(source))
+    return len(discover_all(source if isinstance(source, str) else tuple(source)))
 
 
-class _ProgressPublisher:
-    """Updates the progress artifact at most every ``every_s`` seconds."""
+def gpu_gate(limit_name: str | None) -> ModelGate:
+    """Hold one slot of the global concurrency limit ``limit_name`` around each model step."""
+    if not limit_name:
+        return nullcontext
 
-    def __init__(self, artifact_id: Any, every_s: float = 2.0) -> None:
-        self.artifact_id = artifact_id
-        self.every_s = every_s
-        self.last = 0.0
+    def gate() -> AbstractContextManager[object]:
+        return concurrency(limit_name, occupy=1, strict=True)
 
-    def __call__(self, progress: Progress) -> None:
-        now = time.monotonic()
-        if now - self.last < self.every_s and progress.recordings_done < progress.recordings_total:
-            return
-        self.last = now
-        percent = 100.0 * progress.recordings_done / max(1, progress.recordings_total)
-        update_progress_artifact(self.artifact_id, percent)
-        get_run_logger().info(
-            "%d/%d recordings, %d segments, %.2f h audio, %.0fx realtime",
-            progress.recordings_done,
-            progress.recordings_total,
-            progress.segments,
-            progress.audio_s / 3600,
-            progress.realtime_factor,
-        )
+    return gate
 
 
 @task
-def label_task(config: LabelConfig) -> RunSummary:
+def label_task(config: LabelConfig, gpu_limit: str | None = None) -> RunSummary:
     artifact_id = create_progress_artifact(0.0, key=PROGRESS_KEY, description="recordings labeled")
-    summary = label_archive(config, progress=_ProgressPublisher(artifact_id))
+    summary = label_archive(config, progress=ProgressPublisher(artifact_id), model_gate=gpu_gate(gpu_limit))
     update_progress_artifact(artifact_id, 100.0)
     return summary
-
-
-def summary_rows(summary: RunSummary) -> list[dict[str, Any]]:
-    data = asdict(summary)
-    failures = data.pop("failures")
-    rows = [{"figure": key, "value": str(value)} for key, value in data.items()]
-    rows.append({"figure": "realtime_factor", "value": f"{summary.realtime_factor:.1f}"})
-    rows += [{"figure": "failed", "value": f"{uri}: {reason}"} for uri, reason in failures[:50]]
-    return rows
 
 
 @flow(name="label-archive", log_prints=True)
@@ -84,14 +62,20 @@ def label_archive_flow(
     top_k: int = 5,
     batch_size: int = 64,
     workers: int | None = None,
+    shard_index: int = 0,
+    shard_count: int = 1,
+    batch_id: str | None = None,
+    gpu_limit: str | None = None,
 ) -> dict[str, Any]:
-    """Label every new or changed recording of SOURCE into OUT (Parquet)."""
+    """Label every new or changed recording of SOURCE (or of one shard of it) into OUT (Parquet)."""
     logger = get_run_logger()
     config = LabelConfig(source=source, out=out, model_dir=model_dir, hop_s=hop_s, top_k=top_k,
-                         batch_size=batch_size, workers=workers)  # fmt: skip
+                         batch_size=batch_size, workers=workers, shard_index=shard_index,
+                         shard_count=shard_count, batch_id=batch_id)  # fmt: skip
     logger.info("%d recordings under %s", count_recordings(source), source)
-    summary = label_task(config)
-    create_table_artifact(key=SUMMARY_KEY, table=summary_rows(summary), description=f"run {summary.run_id}")
+    summary = label_task(config, gpu_limit)
+    shard = f" shard {shard_index + 1}/{shard_count}" if shard_count > 1 else ""
+    publish_summary(summary, f"Labeling run {summary.run_id}{shard}")
     logger.info(
         "run %s: %d labeled, %d skipped, %d failed, %d segments",
         summary.run_id,

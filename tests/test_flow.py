@@ -1,27 +1,27 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from prefect.testing.utilities import prefect_test_harness
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
 from audify_batch.query import run_sql
+from flows.artifacts import PROGRESS_KEY, REPORT_KEY, SUMMARY_KEY
 from flows.label_archive import label_archive_flow
 from tests.conftest import write_noise
 
 
-@pytest.fixture(scope="session")
-def prefect_harness() -> Iterator[None]:
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+def latest_artifacts(keys: set[str]) -> dict[str, object]:
+    with get_client(sync_client=True) as client:
+        found = client.read_latest_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=list(keys)))
+        )
+    return {artifact.key: artifact.data for artifact in found}
 
 
 def test_flow_labels_an_archive_and_publishes_artifacts(
     prefect_harness: None, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    from prefect.client.orchestration import get_client
-
     archive = tmp_path / "archive"
     archive.mkdir()
     for i in range(3):
@@ -32,11 +32,12 @@ def test_flow_labels_an_archive_and_publishes_artifacts(
     assert (result["n_labeled"], result["n_failed"], result["n_segments"]) == (3, 1, 6)
     assert run_sql(str(out), "SELECT count(*) FROM segments").rows[0][0] == 6
 
-    with get_client(sync_client=True) as client:
-        from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-
-        keys = {"label-summary", "label-progress"}
-        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=list(keys))))
-    assert {artifact.key for artifact in found} == keys
-    summary = next(a for a in found if a.key == "label-summary")
-    assert "n_failed" in str(summary.data)
+    artifacts = latest_artifacts({SUMMARY_KEY, PROGRESS_KEY, REPORT_KEY})
+    assert set(artifacts) == {SUMMARY_KEY, PROGRESS_KEY, REPORT_KEY}
+    assert "n_failed" in str(artifacts[SUMMARY_KEY])
+    report = str(artifacts[REPORT_KEY])
+    assert "broken.wav" in report and "## Top-1 labels over the archive" in report
+    top_label = run_sql(
+        str(out), "SELECT label FROM labels WHERE rank = 1 GROUP BY label ORDER BY count(*) DESC, label"
+    )
+    assert f"| {top_label.rows[0][0]} |" in report

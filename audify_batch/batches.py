@@ -1,0 +1,109 @@
+"""A batch: the shard runs of one fan-out, read back from the output as one summary.
+
+Shard runs write side by side into one OUT; each records its ``batch_id`` in
+its run config. The parent cleans debris before and after (no shard cleans
+while others write) and summarises the batch from the committed rows, so the
+summary is exactly what the dataset holds, retried shards included.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from audify_batch import schema as S
+from audify_batch.checkpoint import read_card
+from audify_batch.records import RunSummary
+from audify_batch.shards import Shard
+from audify_batch.sink import ParquetSink
+
+STATUS_RANK = {S.STATUS_LABELED: 2, S.STATUS_FAILED: 1, S.STATUS_SKIPPED: 0}
+
+
+def output_sink(out: str, model_dir: str, storage_options: dict[str, Any] | None = None) -> ParquetSink:
+    card = read_card(Path(model_dir))
+    return ParquetSink(out, card.name, card.version, "batch", storage_options)
+
+
+def clean_output(out: str, model_dir: str, storage_options: dict[str, Any] | None = None) -> int:
+    """Remove debris of interrupted runs of this model; only while no run writes to OUT."""
+    return output_sink(out, model_dir, storage_options).remove_debris()
+
+
+def batch_run_ids(sink: ParquetSink, batch_id: str) -> list[str]:
+    runs = sink.read_runs().to_pylist()
+    return sorted(r[S.RUN_ID] for r in runs if json.loads(r[S.CONFIG_JSON]).get("batch_id") == batch_id)
+
+
+def _final_rows(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per recording, the row that says most: labeled over failed over skipped, then the latest."""
+    final: dict[str, dict[str, Any]] = {}
+    for row in sorted(rows, key=lambda r: (STATUS_RANK[r[S.STATUS]], r[S.FINISHED_AT], r[S.RUN_ID])):
+        final[row[S.URI]] = row
+    return final
+
+
+def summarize_batch(
+    out: str, model_dir: str, batch_id: str, wall_s: float, storage_options: dict[str, Any] | None = None
+) -> RunSummary:
+    """One summary over every shard run of ``batch_id``."""
+    sink = output_sink(out, model_dir, storage_options)
+    run_ids = set(batch_run_ids(sink, batch_id))
+    rows = [r for r in sink.read_recordings().to_pylist() if r[S.RUN_ID] in run_ids]
+    final = _final_rows(rows)
+    by_status = {status: [r for r in final.values() if r[S.STATUS] == status] for status in STATUS_RANK}
+    labeled = by_status[S.STATUS_LABELED]
+    card = read_card(Path(model_dir))
+    return RunSummary(
+        run_id=batch_id,
+        out=out,
+        model=f"{card.name} {card.version}",
+        n_recordings=len(final),
+        n_labeled=len(labeled),
+        n_failed=len(by_status[S.STATUS_FAILED]),
+        n_skipped=len(by_status[S.STATUS_SKIPPED]),
+        n_segments=sum(r[S.N_SEGMENTS] or 0 for r in labeled),
+        audio_s=sum(r[S.DURATION_S] or 0.0 for r in labeled),
+        wall_s=wall_s,
+        failures=tuple(sorted((r[S.URI], r[S.ERROR] or "") for r in by_status[S.STATUS_FAILED])),
+    )
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    shard: Shard
+    attempt: int
+    ok: bool
+    detail: str = ""
+
+
+# Launches the given shards at once, waits for all, and says how each ended.
+LaunchShards = Callable[[list[Shard], int], list[ShardResult]]
+
+
+def run_shards(shards: list[Shard], launch: LaunchShards, max_attempts: int) -> list[ShardResult]:
+    """Run every shard, re-running only the failed ones, up to ``max_attempts`` rounds.
+
+    Returns every attempt's result; a shard that never succeeded has only failed results.
+    A re-run shard skips the recordings its failed attempt already committed.
+    """
+    if max_attempts < 1:
+        raise ValueError("max_attempts must be at least 1")
+    history: list[ShardResult] = []
+    pending = list(shards)
+    for attempt in range(1, max_attempts + 1):
+        if not pending:
+            break
+        results = launch(pending, attempt)
+        history += results
+        done = {r.shard for r in results if r.ok}
+        pending = [s for s in pending if s not in done]
+    return history
+
+
+def failed_shards(history: list[ShardResult]) -> list[Shard]:
+    ok = {r.shard for r in history if r.ok}
+    return sorted({r.shard for r in history if r.shard not in ok}, key=lambda s: s.index)

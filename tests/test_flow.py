@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
@@ -41,3 +42,24 @@ def test_flow_labels_an_archive_and_publishes_artifacts(
         str(out), "SELECT label FROM labels WHERE rank = 1 GROUP BY label ORDER BY count(*) DESC, label"
     )
     assert f"| {top_label.rows[0][0]} |" in report
+
+
+def test_gpu_limit_holds_a_global_concurrency_slot_per_model_step(
+    prefect_harness: None, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    write_noise(archive / "r.wav", 12.0)
+    with get_client(sync_client=True) as client:
+        client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name="gpu-test", limit=1))
+    result = label_archive_flow(str(archive), str(tmp_path / "out"), model_dir=str(tiny_model_dir),
+                                workers=0, gpu_limit="gpu-test")  # fmt: skip
+    assert result["n_segments"] == 3
+    with get_client(sync_client=True) as client:
+        limit = client.read_global_concurrency_limit_by_name("gpu-test")
+    assert limit.active_slots == 0  # every slot taken was given back
+    with pytest.raises(Exception, match="gpu-missing"):  # a missing limit is an error, not unlimited
+        label_archive_flow(str(archive), str(tmp_path / "out2"), model_dir=str(tiny_model_dir),
+                           workers=0, gpu_limit="gpu-missing")  # fmt: skip

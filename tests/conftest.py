@@ -32,6 +32,16 @@ def prefect_harness() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
+def seaweed_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One SeaweedFS (``weed mini``) per test session: it binds fixed ports."""
+    from tests.services import seaweed_s3
+
+    base = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    with seaweed_s3(tmp_path_factory.mktemp("seaweed"), base) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not (SHARED_DATA / "esc50" / "meta" / "esc50.csv").is_file():
         pytest.fail(f"ESC-50 data not found at {SHARED_DATA.resolve()} (see README: ../shared/data)")

@@ -8,6 +8,7 @@ Everything started here is stopped here, also when the test fails.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ import pytest
 from audify_batch.pipeline import LabelConfig, label_archive
 from audify_batch.query import run_sql
 from tests.conftest import write_noise
-from tests.services import BIN, background, prefect_server, seaweed_s3, wait_until
+from tests.services import BIN, background, prefect_server, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 S3_CREDENTIALS = {
@@ -38,16 +39,14 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def services(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """SeaweedFS and a Prefect server; yields the environment every Prefect process gets."""
+def services(seaweed_endpoint: str, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """A Prefect server (SeaweedFS is the session's); yields the environment every Prefect process gets."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "AWS_"))}
     base.update(S3_CREDENTIALS, DO_NOT_TRACK="1", PREFECT_SERVER_ANALYTICS_ENABLED="false")
-    with ExitStack() as stack:
-        endpoint = stack.enter_context(seaweed_s3(tmp_path / "seaweed", base))
-        api = stack.enter_context(prefect_server(tmp_path / "prefect-server", base))
+    with prefect_server(tmp_path / "prefect-server", base) as api:
         yield {
             **base,
-            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ENDPOINT_URL": seaweed_endpoint,
             "PREFECT_API_URL": api,
             "PREFECT_HOME": str(tmp_path / "prefect-client"),
             "PREFECT_WORKER_QUERY_SECONDS": "1",
@@ -87,6 +86,11 @@ def test_fanout_on_workers_equals_a_single_process_run(
     deployments = prefect(env, "deployment", "ls")
     for name in ["label-scheduled", "label-shard", "label-fanout", "label-backfill"]:
         assert name in deployments
+    bad = 'request={"out": "s3://x", "prefix": "s3://y", "top_k": "many"}'
+    run_bad = [str(BIN / "prefect"), "--no-prompt", "deployment", "run", "label-backfill/label-backfill"]
+    refused = subprocess.run([*run_bad, "--param", bad], env=env, cwd=REPO, text=True,
+                             capture_output=True, timeout=120)  # fmt: skip
+    assert refused.returncode != 0 and "top_k" in refused.stdout + refused.stderr  # refused at creation
     with ExitStack() as workers:
         for name in ["worker-a", "worker-b"]:
             cmd = [str(BIN / "prefect"), "worker", "start", "--pool", "audify-cpu", "--name", name]
@@ -103,7 +107,7 @@ def test_fanout_on_workers_equals_a_single_process_run(
     assert run_sql(fanned, RECORDINGS).rows == run_sql(single, RECORDINGS).rows
     assert run_sql(fanned, "SELECT count(*) FROM runs").rows[0][0] == 3  # one run row per shard
     # The parent and its three shards all ran on the pool's workers and completed.
-    assert logs.count("' - Finished in state Completed()") == 4
+    assert len(re.findall(r"Flow run '[^']+' - Finished in state Completed\(\)", logs)) == 4
     assert all(f"Flow run 'shard-{i}-of-3-try-1' - Finished in state Completed()" in logs for i in (1, 2, 3))
 
 

@@ -14,7 +14,7 @@ from audify_batch.pipeline import LabelConfig, label_archive
 from audify_batch.query import run_query_file, run_sql
 from audify_batch.sources import discover
 from tests.conftest import write_noise
-from tests.s3_server import moto_s3
+from tests.s3_server import S3_ENV, moto_s3
 
 
 @dataclass(frozen=True)
@@ -42,11 +42,21 @@ def s3_endpoint() -> Iterator[str]:
         yield endpoint
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture
+def seaweed_env(seaweed_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", seaweed_endpoint)
+    for key, value in S3_ENV.items():
+        monkeypatch.setenv(key, value)
+    fsspec.filesystem("s3").clear_instance_cache()
+
+
+@pytest.fixture(params=["local", "s3-moto", "s3-seaweedfs"])
 def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
+    """Local disk, moto's S3 (fast) and SeaweedFS (a real S3 server)."""
     if request.param == "local":
         return Storage("local", str(tmp_path / "store"))
-    request.getfixturevalue("s3_endpoint")
+    request.getfixturevalue("s3_endpoint" if request.param == "s3-moto" else "seaweed_env")
+    fsspec.filesystem("s3").clear_instance_cache()
     bucket = f"audify-{uuid.uuid4().hex[:8]}"
     fsspec.filesystem("s3").mkdir(bucket)
     return Storage("s3", f"s3://{bucket}")

@@ -13,6 +13,7 @@ import torch
 from audify_batch import __version__
 from audify_batch.audio_io import AudioDecodeError
 from audify_batch.checkpoint import DEFAULT_MODEL_DIR, CheckpointError, load_checkpoint
+from audify_batch.cli_explain import add_explain_parser, run_explain
 from audify_batch.cli_label import add_label_parser, run_label
 from audify_batch.inference import (
     SEGMENT_S,
@@ -22,6 +23,7 @@ from audify_batch.inference import (
     prepare_for_inference,
 )
 from audify_batch.query import format_table, run_sql, text_report
+from audify_batch.report_html import html_report
 from audify_batch.segments import LastWindow
 from audify_batch.sources import SourceError
 
@@ -57,8 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("out")
     query.add_argument("sql", help="SQL over the views segments, recordings, runs, labels, embeddings")
     query.add_argument("--max-rows", type=_positive_int, default=50)
-    report = commands.add_parser("report", help="a plain-text report of OUT")
+    report = commands.add_parser("report", help="a plain-text report of OUT (or HTML with --html)")
     report.add_argument("out")
+    report.add_argument("--html", type=Path, help="write a self-contained HTML report to this file")
+    report.add_argument("--model", help="model partition (name-version); default: of the latest run")
+    add_explain_parser(commands)
     return parser
 
 
@@ -68,7 +73,12 @@ def run_query(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    print(text_report(args.out))
+    if args.html is None:
+        print(text_report(args.out))
+        return 0
+    args.html.parent.mkdir(parents=True, exist_ok=True)
+    args.html.write_text(html_report(args.out, args.model))
+    print(f"wrote {args.html}")
     return 0
 
 
@@ -101,7 +111,8 @@ def run_classify(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    commands = {"classify": run_classify, "label": run_label, "query": run_query, "report": run_report}
+    commands = {"classify": run_classify, "label": run_label, "query": run_query, "report": run_report,
+                "explain": run_explain}  # fmt: skip
     try:
         return commands[args.command](args)
     except (

@@ -11,6 +11,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact, u
 
 from audify_batch.query import label_counts, markdown_table
 from audify_batch.records import Progress, RunSummary
+from audify_batch.report_html import store_report
 
 PROGRESS_KEY = "label-progress"
 SUMMARY_KEY = "label-summary"
@@ -53,7 +54,7 @@ def summary_rows(summary: RunSummary) -> list[dict[str, Any]]:
     return rows
 
 
-def report_markdown(summary: RunSummary, title: str) -> str:
+def report_markdown(summary: RunSummary, title: str, html_url: str | None = None) -> str:
     """Key figures, failures and the archive's label counts, as markdown."""
     lines = [
         f"# {title}",
@@ -65,6 +66,8 @@ def report_markdown(summary: RunSummary, title: str) -> str:
         f"- segments: {summary.n_segments}; audio: {summary.audio_s / 3600:.2f} h in {summary.wall_s:.1f} s "
         f"({summary.realtime_factor:.0f}x realtime)",
     ]
+    if html_url:
+        lines.append(f"- full report (HTML, self-contained): [{html_url}]({html_url})")
     if summary.failures:
         lines += ["", "## Failures", ""]
         lines += [f"- `{uri}`: {reason}" for uri, reason in summary.failures[:MAX_LISTED_FAILURES]]
@@ -72,7 +75,10 @@ def report_markdown(summary: RunSummary, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def publish_summary(summary: RunSummary, title: str) -> None:
-    """The summary table and the markdown report, under their stable keys."""
+def publish_summary(summary: RunSummary, title: str) -> str:
+    """The HTML report (stored under OUT/reports), the summary table and the markdown report."""
+    html_url = store_report(summary.out, summary.run_id)
     create_table_artifact(key=SUMMARY_KEY, table=summary_rows(summary), description=title)
-    create_markdown_artifact(key=REPORT_KEY, markdown=report_markdown(summary, title), description=title)
+    markdown = report_markdown(summary, title, html_url)
+    create_markdown_artifact(key=REPORT_KEY, markdown=markdown, description=title)
+    return html_url

@@ -38,6 +38,8 @@ def test_flow_labels_an_archive_and_publishes_artifacts(
     assert "n_failed" in str(artifacts[SUMMARY_KEY])
     report = str(artifacts[REPORT_KEY])
     assert "broken.wav" in report and "## Top-1 labels over the archive" in report
+    html = out / "reports" / f"{result['run_id']}.html"
+    assert html.is_file() and html.as_uri() in report and "Labels over the archive" in html.read_text()
     top_label = run_sql(
         str(out), "SELECT label FROM labels WHERE rank = 1 GROUP BY label ORDER BY count(*) DESC, label"
     )

@@ -1,0 +1,60 @@
+"""``audify explain``: figures and a small HTML page for one segment of a recording."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from audify_batch.checkpoint import DEFAULT_MODEL_DIR, load_checkpoint
+from audify_batch.explain import explain_window, read_window, segment_start_s
+from audify_batch.explain_page import write_explanation
+from audify_batch.query import run_sql
+
+
+def add_explain_parser(commands: Any) -> None:
+    explain = commands.add_parser(
+        "explain",
+        help="explain one segment: waveform, log-mel, top-K, CNN feature maps, Grad-CAM",
+        description="SOURCE is a recording with --at SECONDS, or a labeling OUT with --segment ID:INDEX "
+        "(recording_id and segment_index from the segments table).",
+    )
+    explain.add_argument("source", help="a recording (path or URL), or OUT with --segment")
+    where = explain.add_mutually_exclusive_group(required=True)
+    where.add_argument("--at", type=float, help="a second inside the segment to explain")
+    where.add_argument("--segment", help="RECORDING_ID:SEGMENT_INDEX of a labeled segment in OUT")
+    explain.add_argument("--hop-s", type=float, default=5.0, help="segment grid for --at (as labeled)")
+    explain.add_argument("--top-k", type=int, default=5)
+    explain.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="checkpoint folder")
+    explain.add_argument("--html-dir", type=Path, default=Path("explain"), help="where figures go")
+
+
+def locate_segment(out: str, segment: str) -> tuple[str, float]:
+    """(uri, start_s) of segment ``RECORDING_ID:INDEX`` in OUT."""
+    recording_id, _, index = segment.partition(":")
+    if not recording_id or not index.isdigit():
+        raise ValueError(f"--segment wants RECORDING_ID:SEGMENT_INDEX, got {segment!r}")
+    rows = run_sql(out, "SELECT uri, start_s FROM segments WHERE recording_id = getvariable('rid') "
+                        "AND segment_index = getvariable('idx') LIMIT 1",
+                   {"rid": recording_id, "idx": int(index)}).rows  # fmt: skip
+    if not rows:
+        raise ValueError(f"no segment {segment} in {out}")
+    return rows[0][0], float(rows[0][1])
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    if args.segment:
+        uri, start_s = locate_segment(args.source, args.segment)
+    else:
+        uri, start_s = args.source, segment_start_s(args.at, args.hop_s)
+    model, card = load_checkpoint(args.model)
+    window = read_window(uri, start_s, card.frontend.sample_rate_hz)
+    explanation = explain_window(model, card, window, args.top_k)
+    page = write_explanation(explanation, args.html_dir, f"{card.name} {card.version}")
+    for label, confidence in zip(explanation.labels, explanation.confidences, strict=True):
+        print(f"{label:<20} {confidence:.3f}")
+    print(f"wrote {page} and {len(list(args.html_dir.glob('*.png')))} figures "
+          f"in {time.perf_counter() - started:.1f} s")  # fmt: skip
+    return 0

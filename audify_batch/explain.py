@@ -1,0 +1,121 @@
+"""Explain one segment: what the model heard and where it looked.
+
+Pure computation over one 5-second window: the log-mel spectrogram as the
+network saw it (normalised), the top-K labels, the activation of every CNN
+stage (through forward hooks, not a second forward pass) and a Grad-CAM map
+of the top label over the spectrogram. Reading the window and drawing the
+figures live elsewhere (``read_window`` here, ``explain_page`` for output).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import soundfile as sf
+import torch
+import torch.nn.functional as F
+from fsspec.core import url_to_fs
+
+from audify_batch.audio_io import AudioDecodeError, open_audio, resample, to_mono
+from audify_batch.checkpoint import ModelCard
+from audify_batch.model import AudioClassifier
+from audify_batch.segments import SEGMENT_S
+
+
+@dataclass(frozen=True)
+class Window:
+    """A segment's audio at the model rate, and where it lies in its recording."""
+
+    uri: str
+    start_s: float
+    end_s: float
+    duration_s: float  # of the whole recording
+    waveform: np.ndarray  # float32 mono, SEGMENT_S at the model rate (zero-padded at the end)
+    sample_rate_hz: int
+
+
+@dataclass(frozen=True)
+class Explanation:
+    window: Window
+    labels: tuple[str, ...]
+    confidences: tuple[float, ...]
+    log_mel: np.ndarray  # (n_mels, frames), normalised, as the network saw it
+    stages: dict[str, np.ndarray]  # stage name -> (channels, freq, time) activation
+    gradcam: np.ndarray  # (n_mels, frames) in [0, 1], for labels[0]
+
+
+def segment_start_s(at_s: float, hop_s: float = SEGMENT_S) -> float:
+    """Start of the segment (on the labeling grid) that contains second ``at_s``."""
+    if at_s < 0:
+        raise ValueError(f"--at must be >= 0, got {at_s}")
+    return math.floor(at_s / hop_s) * hop_s
+
+
+def read_window(uri: str, start_s: float, model_rate_hz: int) -> Window:
+    """SEGMENT_S seconds of ``uri`` from ``start_s``: seeks, decodes only that part."""
+    fs, path = url_to_fs(uri)
+    with fs.open(path, "rb") as handle, open_audio(handle, uri) as audio:
+        rate_hz, n_frames = int(audio.samplerate), int(audio.frames)
+        duration_s = n_frames / rate_hz
+        if start_s >= duration_s:
+            raise AudioDecodeError(uri, f"--at is past the end of the recording ({duration_s:.2f} s)")
+        first = round(start_s * rate_hz)
+        try:
+            audio.seek(first)
+            block = audio.read(round(SEGMENT_S * rate_hz), dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as error:
+            raise AudioDecodeError(uri, f"not readable as audio ({error})") from error
+    mono = resample(to_mono(block), rate_hz, model_rate_hz)
+    window = np.zeros(round(SEGMENT_S * model_rate_hz), np.float32)
+    window[: min(len(mono), len(window))] = mono[: len(window)]
+    end_s = min(start_s + SEGMENT_S, duration_s)
+    return Window(uri, start_s, end_s, duration_s, window, model_rate_hz)
+
+
+def gradcam(activation: torch.Tensor, gradient: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """Grad-CAM: channels weighted by their mean gradient, ReLU, upsampled and scaled to [0, 1]."""
+    weights = gradient.mean(dim=(2, 3), keepdim=True)
+    cam = F.relu((weights * activation).sum(dim=1, keepdim=True))
+    cam = F.interpolate(cam, size=size, mode="bilinear", align_corners=False)[0, 0]
+    peak = float(cam.max())
+    return (cam / peak).numpy() if peak > 0 else cam.numpy()
+
+
+def explain_window(model: AudioClassifier, card: ModelCard, window: Window, k: int = 5) -> Explanation:
+    """Top-K, stage activations and Grad-CAM of the top label for one window (fp32, CPU or GPU)."""
+    model.eval()
+    device = next(model.parameters()).device
+    net = model.net
+    captured: dict[str, torch.Tensor] = {}
+
+    def keep(name: str) -> Callable[[torch.nn.Module, object, torch.Tensor], None]:
+        def hook(_module: torch.nn.Module, _inputs: object, output: torch.Tensor) -> None:
+            output.retain_grad()
+            captured[name] = output
+
+        return hook
+
+    handles = [getattr(net, name).register_forward_hook(keep(name)) for name in net.arch.stage_names]
+    try:
+        with torch.enable_grad():
+            features = model.features(torch.from_numpy(window.waveform)[None].to(device))
+            features.requires_grad_(True)  # gradients flow even when the weights are frozen
+            logits = net(features).logits[0]
+            top = torch.topk(logits.softmax(-1), k)
+            logits[int(top.indices[0])].backward()
+    finally:
+        for handle in handles:
+            handle.remove()
+    last = captured[net.arch.stage_names[-1]]
+    size = (features.shape[1], features.shape[2])
+    return Explanation(
+        window=window,
+        labels=tuple(card.labels[int(i)] for i in top.indices),
+        confidences=tuple(float(v) for v in top.values.detach()),
+        log_mel=features[0].detach().cpu().numpy(),
+        stages={name: t[0].detach().cpu().numpy() for name, t in captured.items()},
+        gradcam=gradcam(last.detach().cpu(), last.grad.detach().cpu(), size),
+    )

@@ -1,0 +1,230 @@
+"""The run report: one self-contained HTML file from DuckDB queries over OUT.
+
+Every figure and table is an aggregate or a top-N query, so a report over a
+large archive reads the Parquet through DuckDB and never loads the archive
+into memory; what is cut off is summarised ("… and N more").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+from fsspec.core import url_to_fs
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from audify_batch.html import esc, figure_png, img, page, table
+from audify_batch.query import QueryResult, connect, fetch, normalize_out
+from audify_batch.sources import is_local
+
+REPORTS = "reports"  # OUT/reports/<run_id>.html, written by the flows
+
+
+@dataclass(frozen=True)
+class ReportLimits:
+    labels: int = 15  # labels shown in distributions; the rest is "other"
+    recordings: int = 12  # recordings with a timeline and in the per-recording view
+    review: int = 20  # rows per review queue
+    failures: int = 50
+    events: int = 30
+
+
+DEFAULT_LIMITS = ReportLimits()
+SQL = {
+    "latest_model": "SELECT model FROM runs ORDER BY started_at DESC, run_id DESC LIMIT 1",
+    "runs": """SELECT run_id, started_at, status, n_recordings, n_labeled, n_skipped, n_failed, n_segments,
+                round(audio_s / 3600, 3) AS audio_h, round(wall_s, 1) AS wall_s,
+                round(audio_s / nullif(wall_s, 0), 1) AS realtime_x
+               FROM runs WHERE model = getvariable('model') ORDER BY started_at DESC, run_id DESC""",
+    "latest_config": """SELECT config_json FROM runs WHERE model = getvariable('model')
+                        ORDER BY started_at DESC, run_id DESC LIMIT 1""",
+    "totals": """SELECT count(*) FILTER (status = 'labeled') AS labeled,
+                  count(*) FILTER (status = 'failed') AS failed,
+                  coalesce(sum(n_segments) FILTER (status = 'labeled'), 0) AS segments,
+                  coalesce(sum(duration_s) FILTER (status = 'labeled'), 0) / 3600 AS audio_h
+                 FROM recordings WHERE model = getvariable('model')""",
+    "label_counts": """SELECT labels[1] AS label, count(*) AS n FROM segments
+                       WHERE model = getvariable('model') GROUP BY ALL ORDER BY n DESC, label""",
+    "per_recording": """SELECT uri, labels[1] AS label, count(*) AS n FROM segments
+                        WHERE model = getvariable('model') GROUP BY ALL""",
+    "recording_sizes": """SELECT uri, count(*) AS n FROM segments WHERE model = getvariable('model')
+                          GROUP BY uri ORDER BY n DESC, uri""",
+    "confidences": """SELECT confidences[1] AS c FROM segments WHERE model = getvariable('model')""",
+    "least_confident": """SELECT uri, start_s, end_s, labels[1] AS label, confidences[1] AS confidence
+                          FROM segments WHERE model = getvariable('model')
+                          ORDER BY confidence, uri, start_s LIMIT getvariable('n')""",
+    "close_calls": """SELECT uri, start_s, end_s, labels[1] AS first, labels[2] AS second,
+                        confidences[1] - confidences[2] AS margin
+                      FROM segments WHERE model = getvariable('model') AND len(labels) > 1
+                      ORDER BY margin, uri, start_s LIMIT getvariable('n')""",
+    "timeline": """SELECT start_s, end_s, labels[1], confidences[1] FROM segments
+                    WHERE model = getvariable('model') AND uri = getvariable('uri') ORDER BY start_s""",
+    "failures": """SELECT uri, error, finished_at FROM recordings
+                   WHERE model = getvariable('model') AND status = 'failed' ORDER BY uri""",
+}
+
+
+def _q(con: duckdb.DuckDBPyConnection, name: str, model: str, **params: Any) -> QueryResult:
+    return fetch(con, SQL[name], {"model": model, **params})
+
+
+def label_colours(labels: list[str]) -> dict[str, Any]:
+    cmap = colormaps["tab20"]
+    return {label: cmap(i % 20) for i, label in enumerate(labels)}
+
+
+def label_bar_png(counts: QueryResult, limit: int) -> bytes:
+    labels, ns = counts.column("label"), counts.column("n")
+    shown, rest = list(zip(labels[:limit], ns[:limit], strict=True)), sum(ns[limit:])
+    if rest:
+        shown.append((f"other ({len(labels) - limit} labels)", rest))
+    fig = Figure(figsize=(9, 0.32 * len(shown) + 1))
+    ax = fig.add_subplot()
+    ax.barh([s[0] for s in reversed(shown)], [s[1] for s in reversed(shown)], color="#1f77b4")
+    ax.set(xlabel="segments (top-1 label)", title="label distribution over the archive")
+    return figure_png(fig)
+
+
+def per_recording_png(rows: QueryResult, uris: list[str], labels: list[str]) -> bytes:
+    grid = np.zeros((len(uris), len(labels) + 1))
+    index_u, index_l = {u: i for i, u in enumerate(uris)}, {lab: i for i, lab in enumerate(labels)}
+    for uri, label, n in rows.rows:
+        if uri in index_u:
+            grid[index_u[uri], index_l.get(label, len(labels))] += n
+    share = grid / np.maximum(grid.sum(axis=1, keepdims=True), 1)
+    fig = Figure(figsize=(10, 0.35 * len(uris) + 2.2))
+    ax = fig.add_subplot()
+    image = ax.imshow(share, aspect="auto", cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(labels) + 1), [*labels, "other"], rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(uris)), [os.path.basename(u) for u in uris], fontsize=8)
+    fig.colorbar(image, ax=ax, label="share of the recording's segments")
+    ax.set_title("top-1 labels per recording")
+    return figure_png(fig)
+
+
+def timeline_png(
+    con: duckdb.DuckDBPyConnection, model: str, uris: list[str], colours: dict[str, Any]
+) -> bytes:
+    fig = Figure(figsize=(11, 0.5 * len(uris) + 1.6))
+    ax = fig.add_subplot()
+    for row, uri in enumerate(uris):
+        segs = fetch(con, SQL["timeline"], {"uri": uri, "model": model}).rows
+        for start_s, end_s, label, conf in segs:
+            colour = colours.get(label, (0.5, 0.5, 0.5, 1.0))
+            alpha = 0.25 + 0.75 * conf
+            ax.barh(row, end_s - start_s, left=start_s, height=0.8, color=colour, alpha=alpha, lw=0)
+    ax.set_yticks(range(len(uris)), [os.path.basename(u) for u in uris], fontsize=8)
+    ax.invert_yaxis()
+    ax.set(xlabel="time in recording (s)", title="timeline: top-1 label, opacity = confidence")
+    handles = [Patch(color=c, label=lab) for lab, c in colours.items()]
+    ax.legend(handles=handles, fontsize=7, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.25))
+    return figure_png(fig)
+
+
+def confidence_png(values: list[float]) -> bytes:
+    fig = Figure(figsize=(7, 2.6))
+    ax = fig.add_subplot()
+    ax.hist(values, bins=np.linspace(0, 1, 41), color="#ff7f0e")
+    ax.set(xlabel="top-1 confidence", ylabel="segments", title="confidence histogram")
+    return figure_png(fig)
+
+
+def _events(
+    con: duckdb.DuckDBPyConnection, model: str, uris: list[str], limit: int
+) -> tuple[QueryResult, int]:
+    from audify_batch.query import read_sql
+
+    events_sql = read_sql("events").strip().rstrip(";")
+    sql = f"""SELECT uri, label, start_s, end_s, n_segments, mean_confidence FROM ({events_sql})
+              WHERE list_contains(getvariable('uris'), uri) ORDER BY uri, start_s"""
+    result = fetch(con, sql, {"uri": None, "uris": uris, "model": model})
+    return QueryResult(result.columns, result.rows[:limit]), max(0, len(result.rows) - limit)
+
+
+def _provenance(con: duckdb.DuckDBPyConnection, model: str, limits: ReportLimits) -> str:
+    runs = _q(con, "runs", model)
+    totals = _q(con, "totals", model).records()[0]
+    config = _q(con, "latest_config", model).rows
+    settings = json.dumps(json.loads(config[0][0]), indent=1, sort_keys=True) if config else "{}"
+    return (
+        f"<p>model <code>{esc(model)}</code>: {totals['labeled']} recordings labeled, {totals['failed']} "
+        f"failed, {totals['segments']} segments, {totals['audio_h']:.2f} h of audio.</p>"
+        + table(runs.columns, runs.rows[: limits.review], len(runs.rows) - limits.review)
+        + f"<p class='note'>settings of the latest run:</p><pre>{esc(settings)}</pre>"
+    )
+
+
+def html_report(
+    out: str | os.PathLike[str], model: str | None = None, limits: ReportLimits = ReportLimits()
+) -> str:
+    """The whole report as one HTML string."""
+    con = connect(out)
+    try:
+        latest = fetch(con, SQL["latest_model"]).rows
+        model = model or (latest[0][0] if latest else "")
+        return page(f"audify report: {normalize_out(out)}", _body(con, model, limits))
+    finally:
+        con.close()
+
+
+def _body(con: duckdb.DuckDBPyConnection, model: str, limits: ReportLimits) -> str:
+    counts = _q(con, "label_counts", model)
+    if not counts.rows:
+        return "<p>No labeled segments yet.</p>" + _failures(con, model, limits)
+    top_labels = counts.column("label")[: limits.labels]
+    sizes = _q(con, "recording_sizes", model)
+    uris = sizes.column("uri")[: limits.recordings]
+    more_recordings = len(sizes.rows) - len(uris)
+    events, more_events = _events(con, model, uris, limits.events)
+    note = f'<p class="note">the {len(uris)} recordings with most segments; {more_recordings} more</p>'
+    per_recording = per_recording_png(_q(con, "per_recording", model), uris, top_labels)
+    timelines = timeline_png(con, model, uris, label_colours(top_labels))
+    confidences = confidence_png(_q(con, "confidences", model).column("c"))
+    parts = [
+        "<h2>Run provenance</h2>",
+        _provenance(con, model, limits),
+        "<h2>Labels over the archive</h2>",
+        img(label_bar_png(counts, limits.labels), "label distribution"),
+        "<h2>Labels per recording</h2>",
+        img(per_recording, "labels per recording"),
+        note if more_recordings > 0 else "",
+        "<h2>Timelines</h2>",
+        img(timelines, "timelines"),
+        "<h3>Events (consecutive segments with the same top label, merged)</h3>",
+        table(events.columns, events.rows, more_events),
+        "<h2>Confidence</h2>",
+        img(confidences, "confidence histogram"),
+        "<h2>Review queue</h2><h3>Least confident segments</h3>",
+        _table(_q(con, "least_confident", model, n=limits.review)),
+        "<h3>Close calls: top two labels nearly tied</h3>",
+        _table(_q(con, "close_calls", model, n=limits.review)),
+        _failures(con, model, limits),
+    ]
+    return "\n".join(parts)
+
+
+def _table(result: QueryResult, more: int = 0) -> str:
+    return table(result.columns, result.rows, more)
+
+
+def _failures(con: duckdb.DuckDBPyConnection, model: str, limits: ReportLimits) -> str:
+    failures = _q(con, "failures", model)
+    shown = QueryResult(failures.columns, failures.rows[: limits.failures])
+    return f"<h2>Failures ({len(failures.rows)})</h2>" + _table(shown, len(failures.rows) - limits.failures)
+
+
+def store_report(out: str, name: str, storage_options: dict[str, Any] | None = None) -> str:
+    """Write the HTML report to ``OUT/reports/<name>.html`` (local or object storage); its URL."""
+    fs, root = url_to_fs(out, **(storage_options or {}))
+    path = posixpath.join(root, REPORTS, f"{name}.html")
+    fs.makedirs(posixpath.dirname(path), exist_ok=True)
+    fs.pipe_file(path, html_report(out).encode())
+    return Path(path).resolve().as_uri() if is_local(fs) else fs.unstrip_protocol(path)

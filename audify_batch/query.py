@@ -239,9 +239,13 @@ def text_report(out: str | os.PathLike[str], max_rows: int = 50) -> str:
     return "\n\n".join(sections) + "\n"
 
 
-def label_counts(out: str | os.PathLike[str]) -> QueryResult:
+def label_counts(out: str | os.PathLike[str], filesystem: Any | None = None) -> QueryResult:
     """Top-1 label counts over the archive's current segments, per model, most frequent first."""
-    return run_sql(out, _report_sql()["Top-1 labels over the archive"])
+    con = connect(out, filesystem=filesystem)
+    try:
+        return fetch(con, _report_sql()["Top-1 labels over the archive"])
+    finally:
+        con.close()
 
 
 def markdown_table(result: QueryResult, max_rows: int = 20) -> str:

@@ -163,10 +163,13 @@ def _provenance(con: duckdb.DuckDBPyConnection, model: str, limits: ReportLimits
 
 
 def html_report(
-    out: str | os.PathLike[str], model: str | None = None, limits: ReportLimits = ReportLimits()
+    out: str | os.PathLike[str],
+    model: str | None = None,
+    limits: ReportLimits = DEFAULT_LIMITS,
+    filesystem: Any | None = None,
 ) -> str:
-    """The whole report as one HTML string."""
-    con = connect(out)
+    """The whole report as one HTML string (``filesystem``: an fsspec filesystem for a remote OUT)."""
+    con = connect(out, filesystem=filesystem)
     try:
         latest = fetch(con, SQL["latest_model"]).rows
         model = model or (latest[0][0] if latest else "")
@@ -226,5 +229,5 @@ def store_report(out: str, name: str, storage_options: dict[str, Any] | None = N
     fs, root = url_to_fs(out, **(storage_options or {}))
     path = posixpath.join(root, REPORTS, f"{name}.html")
     fs.makedirs(posixpath.dirname(path), exist_ok=True)
-    fs.pipe_file(path, html_report(out).encode())
+    fs.pipe_file(path, html_report(out, filesystem=None if is_local(fs) else fs).encode())
     return Path(path).resolve().as_uri() if is_local(fs) else fs.unstrip_protocol(path)

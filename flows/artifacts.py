@@ -6,12 +6,14 @@ import time
 from dataclasses import asdict
 from typing import Any
 
+from fsspec.core import url_to_fs
 from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact, update_progress_artifact
 
 from audify_batch.query import label_counts, markdown_table
 from audify_batch.records import Progress, RunSummary
 from audify_batch.report_html import store_report
+from audify_batch.sources import is_local
 
 PROGRESS_KEY = "label-progress"
 SUMMARY_KEY = "label-summary"
@@ -54,7 +56,9 @@ def summary_rows(summary: RunSummary) -> list[dict[str, Any]]:
     return rows
 
 
-def report_markdown(summary: RunSummary, title: str, html_url: str | None = None) -> str:
+def report_markdown(
+    summary: RunSummary, title: str, html_url: str | None = None, filesystem: Any | None = None
+) -> str:
     """Key figures, failures and the archive's label counts, as markdown."""
     lines = [
         f"# {title}",
@@ -71,14 +75,23 @@ def report_markdown(summary: RunSummary, title: str, html_url: str | None = None
     if summary.failures:
         lines += ["", "## Failures", ""]
         lines += [f"- `{uri}`: {reason}" for uri, reason in summary.failures[:MAX_LISTED_FAILURES]]
-    lines += ["", "## Top-1 labels over the archive", "", markdown_table(label_counts(summary.out))]
+    lines += [
+        "",
+        "## Top-1 labels over the archive",
+        "",
+        markdown_table(label_counts(summary.out, filesystem)),
+    ]
     return "\n".join(lines) + "\n"
 
 
-def publish_summary(summary: RunSummary, title: str) -> str:
+def publish_summary(summary: RunSummary, title: str, storage_options: dict[str, Any] | None = None) -> str:
     """The HTML report (stored under OUT/reports), the summary table and the markdown report."""
-    html_url = store_report(summary.out, summary.run_id)
+    html_url = store_report(summary.out, summary.run_id, storage_options)
     create_table_artifact(key=SUMMARY_KEY, table=summary_rows(summary), description=title)
-    markdown = report_markdown(summary, title, html_url)
+    remote = None
+    if storage_options:
+        fs, _ = url_to_fs(summary.out, **storage_options)
+        remote = None if is_local(fs) else fs
+    markdown = report_markdown(summary, title, html_url, remote)
     create_markdown_artifact(key=REPORT_KEY, markdown=markdown, description=title)
     return html_url

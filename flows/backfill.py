@@ -21,6 +21,7 @@ from audify_batch.checkpoint import DEFAULT_MODEL_DIR, CheckpointError, read_car
 from audify_batch.pipeline import LabelConfig
 from flows.artifacts import publish_summary
 from flows.label_archive import label_task
+from flows.storage import storage_options_from_block
 
 
 class BackfillRequest(BaseModel):
@@ -39,6 +40,7 @@ class BackfillRequest(BaseModel):
     batch_size: int = Field(64, ge=1, le=4096)
     workers: int | None = Field(None, ge=0, le=64)
     gpu_limit: str | None = Field(None, description="global concurrency limit held around model steps")
+    storage_block: str | None = Field(None, description="Secret block with storage options (credentials)")
 
     @field_validator("modified_after", "modified_before")
     @classmethod
@@ -77,6 +79,7 @@ class BackfillRequest(BaseModel):
             workers=self.workers,
             modified_after_s=self.modified_after.timestamp() if self.modified_after else None,
             modified_before_s=self.modified_before.timestamp() if self.modified_before else None,
+            storage_options=storage_options_from_block(self.storage_block),
         )
 
 
@@ -85,6 +88,7 @@ def backfill_flow(request: BackfillRequest) -> dict[str, Any]:
     """Label what the request names; unchanged recordings already labeled this way are skipped."""
     logger = get_run_logger()
     logger.info("backfill into %s with %s", request.out, request.model_dir)
-    summary = label_task(request.label_config(), request.gpu_limit)
-    publish_summary(summary, f"Backfill {summary.run_id}")
+    config = request.label_config()
+    summary = label_task(config, request.gpu_limit)
+    publish_summary(summary, f"Backfill {summary.run_id}", config.storage_options)
     return {**asdict(summary), "realtime_factor": summary.realtime_factor}

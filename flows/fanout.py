@@ -32,13 +32,14 @@ from audify_batch.batches import (
 from audify_batch.checkpoint import DEFAULT_MODEL_DIR
 from audify_batch.shards import Shard, all_shards
 from flows.artifacts import publish_summary
+from flows.storage import storage_options_from_block
 
 SHARD_DEPLOYMENT = "label-archive/label-shard"
 
 
 @task(retries=3, retry_delay_seconds=[2, 10, 30])
-def clean_task(out: str, model_dir: str) -> int:
-    return clean_output(out, model_dir)
+def clean_task(out: str, model_dir: str, storage_block: str | None = None) -> int:
+    return clean_output(out, model_dir, storage_options_from_block(storage_block))
 
 
 def wait_for_runs(run_ids: dict[Shard, Any], poll_s: float) -> dict[Shard, Any]:
@@ -84,24 +85,27 @@ def fanout_flow(
     workers: Annotated[int | None, Field(ge=0, le=64)] = None,
     gpu_limit: str | None = None,
     poll_s: Annotated[float, Field(gt=0)] = 2.0,
+    storage_block: str | None = None,
 ) -> dict[str, Any]:
     """Label SOURCE into OUT as SHARDS parallel deployment runs; one combined summary."""
     logger = get_run_logger()
     started = time.perf_counter()
     batch_id = str(flow_run.get_id() or f"local-{time.time_ns()}")
-    logger.info("removed %d debris files before fan-out", clean_task(out, model_dir))
+    logger.info("removed %d debris files before fan-out", clean_task(out, model_dir, storage_block))
 
     def parameters(shard: Shard) -> dict[str, Any]:
         return dict(source=source, out=out, model_dir=model_dir, workers=workers, gpu_limit=gpu_limit,
-                    shard_index=shard.index, shard_count=shard.count, batch_id=batch_id)  # fmt: skip
+                    shard_index=shard.index, shard_count=shard.count, batch_id=batch_id,
+                    storage_block=storage_block)  # fmt: skip
 
     history = run_shards(all_shards(shards), deployment_launcher(shard_deployment, parameters, poll_s),
                          max_attempts)  # fmt: skip
     for result in history:
         logger.info("shard %s try %d: %s", result.shard.name, result.attempt, result.detail)
-    clean_task(out, model_dir)
-    summary = summarize_batch(out, model_dir, batch_id, time.perf_counter() - started)
-    publish_summary(summary, f"Fan-out {batch_id} over {shards} shards")
+    clean_task(out, model_dir, storage_block)
+    options = storage_options_from_block(storage_block)
+    summary = summarize_batch(out, model_dir, batch_id, time.perf_counter() - started, options)
+    publish_summary(summary, f"Fan-out {batch_id} over {shards} shards", options)
     failed = failed_shards(history)
     if failed:
         names = ", ".join(s.name for s in failed)

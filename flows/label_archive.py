@@ -26,12 +26,14 @@ from audify_batch.pipeline import LabelConfig, ModelGate, label_archive
 from audify_batch.records import RunSummary
 from audify_batch.sources import discover_all
 from flows.artifacts import PROGRESS_KEY, ProgressPublisher, publish_summary
+from flows.storage import storage_options_from_block
 
 
 @task(retries=3, retry_delay_seconds=[2, 10, 30])
-def count_recordings(source: str | list[str]) -> int:
+def count_recordings(source: str | list[str], storage_block: str | None = None) -> int:
     """Discovery is I/O: retried. Returns only a count (the label task discovers again)."""
-    return len(discover_all(source if isinstance(source, str) else tuple(source)))
+    sources = source if isinstance(source, str) else tuple(source)
+    return len(discover_all(sources, storage_options_from_block(storage_block)))
 
 
 def gpu_gate(limit_name: str | None) -> ModelGate:
@@ -66,16 +68,22 @@ def label_archive_flow(
     shard_count: int = 1,
     batch_id: str | None = None,
     gpu_limit: str | None = None,
+    storage_block: str | None = None,
 ) -> dict[str, Any]:
-    """Label every new or changed recording of SOURCE (or of one shard of it) into OUT (Parquet)."""
+    """Label every new or changed recording of SOURCE (or of one shard of it) into OUT (Parquet).
+
+    ``storage_block``: name of a Secret block with fsspec storage options (credentials,
+    endpoint); without it the AWS environment and config files of the worker are used.
+    """
     logger = get_run_logger()
+    options = storage_options_from_block(storage_block)
     config = LabelConfig(source=source, out=out, model_dir=model_dir, hop_s=hop_s, top_k=top_k,
                          batch_size=batch_size, workers=workers, shard_index=shard_index,
-                         shard_count=shard_count, batch_id=batch_id)  # fmt: skip
-    logger.info("%d recordings under %s", count_recordings(source), source)
+                         shard_count=shard_count, batch_id=batch_id, storage_options=options)  # fmt: skip
+    logger.info("%d recordings under %s", count_recordings(source, storage_block), source)
     summary = label_task(config, gpu_limit)
     shard = f" shard {shard_index + 1}/{shard_count}" if shard_count > 1 else ""
-    publish_summary(summary, f"Labeling run {summary.run_id}{shard}")
+    publish_summary(summary, f"Labeling run {summary.run_id}{shard}", options)
     logger.info(
         "run %s: %d labeled, %d skipped, %d failed, %d segments",
         summary.run_id,

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,34 @@ def test_gpu_limit_holds_a_global_concurrency_slot_per_model_step(
     with pytest.raises(Exception, match="gpu-missing"):  # a missing limit is an error, not unlimited
         label_archive_flow(str(archive), str(tmp_path / "out2"), model_dir=str(tiny_model_dir),
                            workers=0, gpu_limit="gpu-missing")  # fmt: skip
+
+
+def test_credentials_from_a_prefect_secret_block_never_reach_the_output(
+    prefect_harness: None, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fsspec
+    from prefect.blocks.system import Secret
+
+    from tests.s3_server import moto_s3
+
+    with moto_s3() as endpoint:
+        fs = fsspec.filesystem("s3", skip_instance_cache=True)
+        fs.mkdir("block-creds")
+        write_noise(tmp_path / "r.wav", 6.0)
+        fs.put_file(str(tmp_path / "r.wav"), "block-creds/archive/r.wav")
+        # Only the block knows where the store is and how to sign in.
+        for key in ["AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]:
+            monkeypatch.delenv(key)
+        secret = "block-secret-0123456789"
+        options = {"key": "block-key", "secret": secret, "endpoint_url": endpoint}
+        Secret(value=json.dumps(options)).save("audify-test-storage", overwrite=True)
+        result = label_archive_flow("s3://block-creds/archive", "s3://block-creds/out",
+                                    model_dir=str(tiny_model_dir), workers=1,
+                                    storage_block="audify-test-storage")  # fmt: skip
+        assert result["n_labeled"] == 1
+        store = fsspec.filesystem("s3", skip_instance_cache=True, **options)
+        written = store.find("block-creds/out")
+        assert any(p.endswith(".html") for p in written)
+        assert all(secret.encode() not in store.cat_file(p) for p in written)
+    artifacts = latest_artifacts({SUMMARY_KEY, REPORT_KEY})
+    assert secret not in json.dumps(artifacts, default=str)

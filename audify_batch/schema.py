@@ -4,7 +4,7 @@ Layout (hive partitioning, one folder per model so versions never mix):
 
     OUT/segments/model=<name>-<version>/part-<run_id>-<seq>.parquet
     OUT/recordings/model=<name>-<version>/part-<run_id>-<seq>.parquet
-    OUT/runs/model=<name>-<version>/run-<run_id>.parquet
+    OUT/runs/model=<name>-<version>/run-<run_id>-<nn>.parquet   (one file per run state)
 
 A recordings part is the commit record of the segments part with the same
 name: a segments part without one is debris of an interrupted run and is

@@ -47,6 +47,7 @@ class ParquetSink:
         self.partition = S.model_partition(model_name, model_version)
         self.run_id = run_id
         self._seq = 0
+        self._run_seq = 0
         self._local = is_local(self.fs)
 
     def folder(self, table: str) -> str:
@@ -124,5 +125,8 @@ class ParquetSink:
         return name
 
     def write_run(self, run_row: dict[str, Any]) -> None:
+        """A new file per state (never overwritten: a reader may be reading the last one)."""
         table = pa.Table.from_pylist([run_row], schema=S.RUNS_SCHEMA)
-        self._write(table, posixpath.join(self.folder(S.RUNS), f"run-{self.run_id}.parquet"))
+        name = f"run-{self.run_id}-{self._run_seq:02d}.parquet"
+        self._run_seq += 1
+        self._write(table, posixpath.join(self.folder(S.RUNS), name))

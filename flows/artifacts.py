@@ -10,7 +10,7 @@ from fsspec.core import url_to_fs
 from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact, update_progress_artifact
 
-from audify_batch.query import label_counts, markdown_table
+from audify_batch.query import QueryResult, label_counts, markdown_table
 from audify_batch.records import Progress, RunSummary
 from audify_batch.report_html import store_report
 from audify_batch.sources import is_local
@@ -57,9 +57,12 @@ def summary_rows(summary: RunSummary) -> list[dict[str, Any]]:
 
 
 def report_markdown(
-    summary: RunSummary, title: str, html_url: str | None = None, filesystem: Any | None = None
+    summary: RunSummary,
+    title: str,
+    html_url: str | None = None,
+    counts: QueryResult | None = None,
 ) -> str:
-    """Key figures, failures and the archive's label counts, as markdown."""
+    """Key figures, failures, and (when given) the archive's label counts, as markdown."""
     lines = [
         f"# {title}",
         "",
@@ -75,23 +78,33 @@ def report_markdown(
     if summary.failures:
         lines += ["", "## Failures", ""]
         lines += [f"- `{uri}`: {reason}" for uri, reason in summary.failures[:MAX_LISTED_FAILURES]]
-    lines += [
-        "",
-        "## Top-1 labels over the archive",
-        "",
-        markdown_table(label_counts(summary.out, filesystem)),
-    ]
+    if counts is not None:
+        lines += ["", "## Top-1 labels over the archive", "", markdown_table(counts)]
     return "\n".join(lines) + "\n"
 
 
-def publish_summary(summary: RunSummary, title: str, storage_options: dict[str, Any] | None = None) -> str:
-    """The HTML report (stored under OUT/reports), the summary table and the markdown report."""
-    html_url = store_report(summary.out, summary.run_id, storage_options)
+def _remote(out: str, storage_options: dict[str, Any] | None) -> Any | None:
+    if not storage_options:
+        return None
+    fs, _ = url_to_fs(out, **storage_options)
+    return None if is_local(fs) else fs
+
+
+def publish_summary(
+    summary: RunSummary,
+    title: str,
+    storage_options: dict[str, Any] | None = None,
+    archive_report: bool = True,
+) -> str | None:
+    """The summary table and the markdown report; with ``archive_report`` also the HTML report
+    (stored under OUT/reports, linked) and the archive's label counts. A shard passes False:
+    its siblings are still writing OUT; the fan-out parent reports on the whole afterwards.
+    """
     create_table_artifact(key=SUMMARY_KEY, table=summary_rows(summary), description=title)
-    remote = None
-    if storage_options:
-        fs, _ = url_to_fs(summary.out, **storage_options)
-        remote = None if is_local(fs) else fs
-    markdown = report_markdown(summary, title, html_url, remote)
+    html_url, counts = None, None
+    if archive_report:
+        html_url = store_report(summary.out, summary.run_id, storage_options)
+        counts = label_counts(summary.out, _remote(summary.out, storage_options))
+    markdown = report_markdown(summary, title, html_url, counts)
     create_markdown_artifact(key=REPORT_KEY, markdown=markdown, description=title)
     return html_url

@@ -83,7 +83,9 @@ def label_archive_flow(
     logger.info("%d recordings under %s", count_recordings(source, storage_block), source)
     summary = label_task(config, gpu_limit)
     shard = f" shard {shard_index + 1}/{shard_count}" if shard_count > 1 else ""
-    publish_summary(summary, f"Labeling run {summary.run_id}{shard}", options)
+    publish_summary(
+        summary, f"Labeling run {summary.run_id}{shard}", options, archive_report=shard_count == 1
+    )
     logger.info(
         "run %s: %d labeled, %d skipped, %d failed, %d segments",
         summary.run_id,

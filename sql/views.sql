@@ -130,7 +130,12 @@ END;
 CREATE OR REPLACE VIEW audify_segment_rows AS FROM query(getvariable('audify_segments_sql'));
 CREATE OR REPLACE VIEW audify_recording_rows AS FROM query(getvariable('audify_recordings_sql'));
 
-CREATE OR REPLACE VIEW runs AS FROM query(getvariable('audify_runs_sql'));
+-- A run writes a new row file per state (running, then completed or failed): the latest counts.
+CREATE OR REPLACE VIEW runs AS
+FROM query(getvariable('audify_runs_sql'))
+QUALIFY row_number() OVER (
+    PARTITION BY model, run_id ORDER BY status <> 'running' DESC, finished_at DESC NULLS LAST
+) = 1;
 
 CREATE OR REPLACE VIEW recording_history AS
 SELECT model, uri, recording_id, run_id, status, error, n_segments, duration_s, sample_rate_hz, channels,

@@ -104,7 +104,9 @@ def _fit_and_save(
     log_dir: Path,
 ) -> tuple[AudioClassifier, ModelCard]:
     targets = torch.from_numpy(dataset.targets())
-    frontend, arch = FrontendConfig(), ArchConfig(n_classes=len(dataset.labels))
+    frontend = FrontendConfig()
+    arch = ArchConfig(n_classes=len(dataset.labels), stem_channels=args.stem_channels,
+                      stage_channels=args.stage_channels, blocks_per_stage=args.blocks)  # fmt: skip
     folds = sorted({int(f) for f in torch.from_numpy(dataset.folds())[train_mask].tolist()})
     net, mean, std = train_model(features[train_mask], targets[train_mask], arch, cfg, log_dir)
     model = AudioClassifier(frontend, arch, mean, std)
@@ -171,6 +173,10 @@ def run_full(args: argparse.Namespace, dataset: Dataset, features: torch.Tensor,
     print(f"wrote {args.out} ({card.name} {card.version}, weights {card.weights_sha256[:12]})")
 
 
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(","))
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m training.train",
@@ -183,6 +189,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--folds", default="1,2,3,4,5", type=lambda s: [int(f) for f in s.split(",")])
     parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     parser.add_argument("--seed", type=int, default=TrainConfig.seed)
+    parser.add_argument("--stem-channels", type=int, default=ArchConfig.stem_channels)
+    parser.add_argument(
+        "--stage-channels", type=_ints, default=ArchConfig.stage_channels, help="e.g. 32,64,128,256"
+    )
+    parser.add_argument(
+        "--blocks", type=_ints, default=ArchConfig.blocks_per_stage, help="residual blocks per stage"
+    )
     parser.add_argument("--limit-clips", type=int, default=0, help="use only N clips (smoke tests)")
     parser.add_argument("--tb-dir", default="runs/tb/full", help="TensorBoard logs of the full run")
     parser.add_argument("--cv-results", help="cv_results.json to copy into the model card (full)")

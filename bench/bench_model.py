@@ -16,6 +16,7 @@ import os
 import platform
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
@@ -48,9 +49,10 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--update-card", action="store_true")
+    parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR), help="checkpoint folder")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
-    model, card = load_checkpoint(DEFAULT_MODEL_DIR)
+    model, card = load_checkpoint(Path(args.model))
     model = prepare_for_inference(model, torch.device("cpu"))
     result: dict[str, object] = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
@@ -67,7 +69,7 @@ def main() -> None:
             f"(batch {args.batch_size}, {torch.get_num_threads()} threads, {rate * 5:.0f}x realtime)"
         )
     if args.update_card:
-        path = DEFAULT_MODEL_DIR / CARD_FILE
+        path = Path(args.model) / CARD_FILE
         data = json.loads(path.read_text())
         data["evaluation"]["cpu_inference"] = result
         path.write_text(json.dumps(data, indent=2) + "\n")

@@ -50,13 +50,13 @@ def summarize_batch(
     out: str, model_dir: str, batch_id: str, wall_s: float, storage_options: dict[str, Any] | None = None
 ) -> RunSummary:
     """One summary over every shard run of ``batch_id``."""
-    sink = output_sink(out, model_dir, storage_options)
+    card = read_card(Path(model_dir))
+    sink = ParquetSink(out, card.name, card.version, "batch", storage_options)
     run_ids = set(batch_run_ids(sink, batch_id))
     rows = [r for r in sink.read_recordings().to_pylist() if r[S.RUN_ID] in run_ids]
     final = _final_rows(rows)
     by_status = {status: [r for r in final.values() if r[S.STATUS] == status] for status in STATUS_RANK}
     labeled = by_status[S.STATUS_LABELED]
-    card = read_card(Path(model_dir))
     return RunSummary(
         run_id=batch_id,
         out=out,

@@ -10,7 +10,6 @@ figures live elsewhere (``read_window`` here, ``explain_page`` for output).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +20,7 @@ from fsspec.core import url_to_fs
 
 from audify_batch.audio_io import AudioDecodeError, open_audio, resample, to_mono
 from audify_batch.checkpoint import ModelCard
-from audify_batch.model import AudioClassifier
+from audify_batch.model import AudioClassifier, capture_activations
 from audify_batch.segments import SEGMENT_S
 
 
@@ -89,27 +88,14 @@ def explain_window(model: AudioClassifier, card: ModelCard, window: Window, k: i
     model.eval()
     device = next(model.parameters()).device
     net = model.net
-    captured: dict[str, torch.Tensor] = {}
-
-    def keep(name: str) -> Callable[[torch.nn.Module, object, torch.Tensor], None]:
-        def hook(_module: torch.nn.Module, _inputs: object, output: torch.Tensor) -> None:
-            output.retain_grad()
-            captured[name] = output
-
-        return hook
-
-    handles = [getattr(net, name).register_forward_hook(keep(name)) for name in net.arch.stage_names]
-    try:
-        with torch.enable_grad():
-            features = model.features(torch.from_numpy(window.waveform)[None].to(device))
-            features.requires_grad_(True)  # gradients flow even when the weights are frozen
-            logits = net(features).logits[0]
-            top = torch.topk(logits.softmax(-1), k)
-            logits[int(top.indices[0])].backward()
-    finally:
-        for handle in handles:
-            handle.remove()
-    last = captured[net.arch.stage_names[-1]]
+    last_stage = net.arch.stage_names[-1]
+    with torch.enable_grad(), capture_activations(net, detach=False) as captured:
+        features = model.features(torch.from_numpy(window.waveform)[None].to(device))
+        features.requires_grad_(True)  # gradients flow even when the weights are frozen
+        logits = net(features).logits[0]
+        top = torch.topk(logits.softmax(-1), k)
+        (gradient,) = torch.autograd.grad(logits[int(top.indices[0])], captured[last_stage])
+    last = captured[last_stage]
     size = (features.shape[1], features.shape[2])
     return Explanation(
         window=window,
@@ -117,5 +103,5 @@ def explain_window(model: AudioClassifier, card: ModelCard, window: Window, k: i
         confidences=tuple(float(v) for v in top.values.detach()),
         log_mel=features[0].detach().cpu().numpy(),
         stages={name: t[0].detach().cpu().numpy() for name, t in captured.items()},
-        gradcam=gradcam(last.detach().cpu(), last.grad.detach().cpu(), size),
+        gradcam=gradcam(last.detach().cpu(), gradient.cpu(), size),
     )

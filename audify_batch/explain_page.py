@@ -24,10 +24,13 @@ def waveform_png(expl: Explanation) -> bytes:
     return figure_png(fig)
 
 
+def _extent(expl: Explanation) -> tuple[float, float, float, float]:
+    """Axes of a (mel band, frame) image: seconds in the recording, mel band index."""
+    return (expl.window.start_s, expl.window.start_s + 5.0, 0, expl.log_mel.shape[0])
+
+
 def _spectrogram(ax: object, expl: Explanation) -> object:
-    w = expl.window
-    extent = (w.start_s, w.start_s + 5.0, 0, expl.log_mel.shape[0])
-    return ax.imshow(expl.log_mel, origin="lower", aspect="auto", cmap="magma", extent=extent)
+    return ax.imshow(expl.log_mel, origin="lower", aspect="auto", cmap="magma", extent=_extent(expl))
 
 
 def log_mel_png(expl: Explanation) -> bytes:
@@ -43,9 +46,9 @@ def gradcam_png(expl: Explanation) -> bytes:
     fig = Figure(figsize=(10, 3))
     ax = fig.add_subplot()
     _spectrogram(ax, expl)
-    w = expl.window
-    extent = (w.start_s, w.start_s + 5.0, 0, expl.log_mel.shape[0])
-    heat = ax.imshow(expl.gradcam, origin="lower", aspect="auto", cmap="jet", alpha=0.45, extent=extent)
+    heat = ax.imshow(
+        expl.gradcam, origin="lower", aspect="auto", cmap="jet", alpha=0.45, extent=_extent(expl)
+    )
     fig.colorbar(heat, ax=ax, label="Grad-CAM")
     ax.set(xlabel="time in recording (s)", ylabel="mel band", title=f"Grad-CAM for '{expl.labels[0]}'")
     return figure_png(fig)

@@ -170,9 +170,10 @@ def recording_pieces(
             yield _failed(index, error.reason)
             return
         except Exception as error:
-            if not isinstance(error, OSError) and not is_transient(error):
-                raise
-            if not is_transient(error) or attempt == retry.attempts:
+            transient = is_transient(error)
+            if not transient and not isinstance(error, OSError):
+                raise  # not a storage problem: a bug, let it surface
+            if not transient or attempt == retry.attempts:
                 yield _failed(index, _read_failure(error, attempt))
                 return
             time.sleep(retry.delay_s(attempt))

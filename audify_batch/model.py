@@ -152,15 +152,18 @@ class AudioClassifier(nn.Module):
 
 @contextmanager
 def capture_activations(
-    net: AudioResNet, stage_names: tuple[str, ...] | None = None
+    net: AudioResNet, stage_names: tuple[str, ...] | None = None, detach: bool = True
 ) -> Iterator[dict[str, torch.Tensor]]:
-    """Record the output of each named stage during forward passes in the block."""
+    """Record the output of each named stage during forward passes in the block.
+
+    ``detach=False`` keeps the outputs in the autograd graph (for gradients, e.g. Grad-CAM).
+    """
     captured: dict[str, torch.Tensor] = {}
     handles = []
     for name in stage_names or net.arch.stage_names:
 
         def hook(_module: nn.Module, _inputs: object, output: torch.Tensor, key: str = name) -> None:
-            captured[key] = output.detach()
+            captured[key] = output.detach() if detach else output
 
         handles.append(getattr(net, name).register_forward_hook(hook))
     try:

@@ -77,11 +77,11 @@ def set_params(con: duckdb.DuckDBPyConnection, params: Mapping[str, Any] | None)
         con.execute(f'SET VARIABLE "{name}" = $value', {"value": value})
 
 
-def remote_filesystem(out: str) -> Any | None:
+def remote_filesystem(out: str, storage_options: dict[str, Any] | None = None) -> Any | None:
     """The fsspec filesystem for a URL OUT (``s3://``...), so DuckDB reads it without httpfs."""
     if "://" not in out:
         return None
-    return fsspec.filesystem(out.split("://", 1)[0])
+    return fsspec.filesystem(out.split("://", 1)[0], **(storage_options or {}))
 
 
 def connect(
@@ -186,7 +186,7 @@ def format_table(result: QueryResult, max_rows: int = 50, max_width: int = 80) -
     return "\n".join(lines)
 
 
-def _subquery(name: str) -> str:
+def subquery(name: str) -> str:
     """A query file's text, usable inside parentheses."""
     return read_sql(name).strip().rstrip(";")
 
@@ -215,13 +215,13 @@ def _report_sql() -> dict[str, str]:
             GROUP BY model, label ORDER BY model, n_segments DESC, label""",
         "Top label per recording": f"""
             SELECT model, uri, label, n_segments, share
-            FROM ({_subquery("label_counts")})
+            FROM ({subquery("label_counts")})
             QUALIFY row_number() OVER (PARTITION BY model, uri ORDER BY n_segments DESC, label) = 1
             ORDER BY model, uri""",
         "Events (runs of one top-1 label)": f"""
             SELECT model, label, count(*) AS n_events, count(DISTINCT uri) AS n_recordings,
                 sum(end_s - start_s) AS total_s, max(end_s - start_s) AS longest_s
-            FROM ({_subquery("events")})
+            FROM ({subquery("events")})
             GROUP BY model, label ORDER BY model, n_events DESC, label""",
     }
 

@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from audify_batch.html import esc, figure_png, img, page, table
-from audify_batch.query import QueryResult, connect, fetch, normalize_out
+from audify_batch.query import QueryResult, connect, fetch, normalize_out, remote_filesystem, subquery
 from audify_batch.sources import is_local
 
 REPORTS = "reports"  # OUT/reports/<run_id>.html, written by the flows
@@ -146,10 +146,7 @@ def confidence_png(bins: QueryResult) -> bytes:
 def _events(
     con: duckdb.DuckDBPyConnection, model: str, uris: list[str], limit: int
 ) -> tuple[QueryResult, int]:
-    from audify_batch.query import read_sql
-
-    events_sql = read_sql("events").strip().rstrip(";")
-    sql = f"""SELECT uri, label, start_s, end_s, n_segments, mean_confidence FROM ({events_sql})
+    sql = f"""SELECT uri, label, start_s, end_s, n_segments, mean_confidence FROM ({subquery("events")})
               WHERE list_contains(getvariable('uris'), uri) ORDER BY uri, start_s"""
     result = fetch(con, sql, {"uri": None, "uris": uris, "model": model})
     return QueryResult(result.columns, result.rows[:limit]), max(0, len(result.rows) - limit)
@@ -235,5 +232,5 @@ def store_report(out: str, name: str, storage_options: dict[str, Any] | None = N
     fs, root = url_to_fs(out, **(storage_options or {}))
     path = posixpath.join(root, REPORTS, f"{name}.html")
     fs.makedirs(posixpath.dirname(path), exist_ok=True)
-    fs.pipe_file(path, html_report(out, filesystem=None if is_local(fs) else fs).encode())
+    fs.pipe_file(path, html_report(out, filesystem=remote_filesystem(out, storage_options)).encode())
     return Path(path).resolve().as_uri() if is_local(fs) else fs.unstrip_protocol(path)

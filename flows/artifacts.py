@@ -6,14 +6,12 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from fsspec.core import url_to_fs
 from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact, update_progress_artifact
 
-from audify_batch.query import QueryResult, label_counts, markdown_table
+from audify_batch.query import QueryResult, label_counts, markdown_table, remote_filesystem
 from audify_batch.records import Progress, RunSummary
 from audify_batch.report_html import store_report
-from audify_batch.sources import is_local
 
 PROGRESS_KEY = "label-progress"
 SUMMARY_KEY = "label-summary"
@@ -83,13 +81,6 @@ def report_markdown(
     return "\n".join(lines) + "\n"
 
 
-def _remote(out: str, storage_options: dict[str, Any] | None) -> Any | None:
-    if not storage_options:
-        return None
-    fs, _ = url_to_fs(out, **storage_options)
-    return None if is_local(fs) else fs
-
-
 def publish_summary(
     summary: RunSummary,
     title: str,
@@ -104,7 +95,7 @@ def publish_summary(
     html_url, counts = None, None
     if archive_report:
         html_url = store_report(summary.out, summary.run_id, storage_options)
-        counts = label_counts(summary.out, _remote(summary.out, storage_options))
+        counts = label_counts(summary.out, remote_filesystem(summary.out, storage_options))
     markdown = report_markdown(summary, title, html_url, counts)
     create_markdown_artifact(key=REPORT_KEY, markdown=markdown, description=title)
     return html_url

@@ -21,6 +21,22 @@ from torch import nn
 from audify_batch.features import FrontendConfig, LogMel
 
 
+def _global_mean(x: torch.Tensor) -> torch.Tensor:
+    return x.mean(dim=(2, 3))
+
+
+def _freq_mean_time_max_mean(x: torch.Tensor) -> torch.Tensor:
+    """Average over mel bands, then max plus mean over time (PANNs' pooling).
+
+    A short event (one bark in five seconds of quiet) keeps its weight through the max.
+    """
+    over_time = x.mean(dim=2)
+    return over_time.amax(dim=2) + over_time.mean(dim=2)
+
+
+POOLINGS = {"mean": _global_mean, "freq_mean_time_max_mean": _freq_mean_time_max_mean}
+
+
 @dataclass(frozen=True)
 class ArchConfig:
     """Width and depth of the network; stored in the model card."""
@@ -30,6 +46,7 @@ class ArchConfig:
     stage_channels: tuple[int, ...] = (32, 64, 128, 256)
     blocks_per_stage: tuple[int, ...] = (1, 1, 1, 1)
     dropout: float = 0.3
+    pooling: str = "mean"  # one of POOLINGS
 
     def __post_init__(self) -> None:
         if self.n_classes < 2:
@@ -40,6 +57,8 @@ class ArchConfig:
             raise ValueError("channels and block counts must be positive")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError("dropout must be in [0, 1)")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {sorted(POOLINGS)}, not {self.pooling!r}")
 
     @property
     def embedding_dim(self) -> int:
@@ -112,7 +131,7 @@ class AudioResNet(nn.Module):
             stride = 1 if index == 0 else 2
             self.add_module(f"stage{index + 1}", _stage(in_channels, channels, n_blocks, stride))
             in_channels = channels
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.pool = POOLINGS[arch.pooling]
         self.dropout = nn.Dropout(arch.dropout)
         self.head = nn.Linear(arch.embedding_dim, arch.n_classes)
 
@@ -120,7 +139,7 @@ class AudioResNet(nn.Module):
         x = log_mel.unsqueeze(1)
         for name in self.arch.stage_names:
             x = getattr(self, name)(x)
-        embedding = torch.flatten(self.pool(x), 1)
+        embedding = self.pool(x)
         return ModelOutput(logits=self.head(self.dropout(embedding)), embedding=embedding)
 
 

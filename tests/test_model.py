@@ -54,8 +54,26 @@ def test_every_stage_is_reachable_through_hooks() -> None:
         dict(stage_channels=(8,), blocks_per_stage=(1, 1)),
         dict(dropout=1.0),
         dict(stage_channels=(0, 8), blocks_per_stage=(1, 1)),
+        dict(pooling="median"),
     ],
 )
 def test_invalid_arch_is_rejected(kwargs: dict) -> None:
     with pytest.raises(ValueError):
         ArchConfig(**kwargs)
+
+
+def test_max_mean_pooling_keeps_a_short_event() -> None:
+    """Mean over bands, then max + mean over time: one loud frame is not averaged away."""
+    quiet = torch.zeros(1, 2, 4, 10)
+    event = quiet.clone()
+    event[0, 0, :, 3] = 1.0
+    pool = AudioResNet(ArchConfig(pooling="freq_mean_time_max_mean")).pool
+    torch.testing.assert_close(pool(event), torch.tensor([[1.1, 0.0]]))
+    torch.testing.assert_close(AudioResNet(ArchConfig()).pool(event), torch.tensor([[0.1, 0.0]]))
+
+
+def test_pooling_is_part_of_the_card_and_old_cards_mean_average() -> None:
+    arch = ArchConfig(pooling="freq_mean_time_max_mean")
+    assert ArchConfig.from_dict(arch.to_dict()) == arch
+    old_card = {k: v for k, v in ArchConfig().to_dict().items() if k != "pooling"}
+    assert ArchConfig.from_dict(old_card).pooling == "mean"

@@ -8,9 +8,17 @@ import pytest
 import torch
 
 from audify_batch.checkpoint import load_checkpoint
-from training.augment import mixup, random_time_shift, smooth_one_hot, spec_augment
+from training.augment import (
+    mixup,
+    random_freq_shift,
+    random_stretch_crop,
+    random_time_shift,
+    smooth_one_hot,
+    spec_augment,
+)
 from training.data import DatasetError, load_dataset
-from training.train import main
+from training.recipe import TrainConfig
+from training.train import _record_fold, main
 
 
 def test_two_epoch_smoke_run_writes_checkpoint_and_logs(shared_data: Path, tmp_path: Path) -> None:
@@ -36,6 +44,8 @@ def test_two_epoch_smoke_run_writes_checkpoint_and_logs(shared_data: Path, tmp_p
     _model, card = load_checkpoint(out / "fold1")
     assert card.training["training_folds"] == [2, 3, 4, 5]
     assert card.training["recipe"]["epochs"] == 2
+    assert card.arch.pooling == "freq_mean_time_max_mean"  # the training default
+    assert card.training["recipe"]["max_time_stretch"] > 0 and card.training["recipe"]["freq_shift_bins"] > 0
     assert "training.train cv" in card.training["command"]
     assert any((out / "fold1" / "tb").iterdir())  # TensorBoard events
     # a rerun skips the finished fold
@@ -100,3 +110,40 @@ def test_time_shift_is_a_rotation() -> None:
     for row in shifted:
         assert sorted(row[0].tolist()) == list(range(10))
         assert torch.equal(row[0], row[1])
+
+
+def test_stretch_crop_is_seeded_and_keeps_order_of_frames() -> None:
+    x = torch.arange(100.0).view(1, 1, 100).expand(4, 3, 100).contiguous()
+    first = random_stretch_crop(x, 70, 0.25, torch.Generator().manual_seed(5))
+    again = random_stretch_crop(x, 70, 0.25, torch.Generator().manual_seed(5))
+    torch.testing.assert_close(first, again)
+    assert first.shape == (4, 3, 70)
+    for row in first:
+        assert torch.equal(row[0], row[2])
+        steps = row[0].diff()
+        wraps = steps < 0  # at most one wrap-around from the end back to the start
+        assert int(wraps.sum()) <= 1
+        assert steps[~wraps].min() >= 0  # monotone between wraps
+        assert 0.8 - 1e-4 <= steps[~wraps].median() <= 1.25 + 1e-4  # one frame -> 0.8 to 1.25
+
+
+def test_freq_shift_moves_bands_and_fills_with_zero() -> None:
+    x = torch.arange(1.0, 9.0).view(1, 8, 1).expand(50, 8, 3).contiguous()
+    shifted = random_freq_shift(x, 2, torch.Generator().manual_seed(0))
+    for row in shifted:
+        column = row[:, 0]
+        kept = column[column != 0]
+        assert kept.diff().eq(1).all()  # bands stay in order, each moved by the same amount
+        assert 6 <= len(kept) <= 8
+        assert torch.equal(row[:, 0], row[:, 2])
+    assert len({tuple(row[:, 0].tolist()) for row in shifted}) > 1
+
+
+def test_folds_run_as_separate_processes_share_one_results_file(tmp_path: Path) -> None:
+    results_path = tmp_path / "cv_results.json"
+    cfg = TrainConfig(epochs=3)
+    _record_fold(results_path, 2, 0.75, cfg)
+    _record_fold(results_path, 1, 0.5, cfg)  # a second process that started before fold 2 ended
+    assert json.loads(results_path.read_text())["folds"] == {"1": 0.5, "2": 0.75}
+    with pytest.raises(SystemExit, match="another recipe"):
+        _record_fold(results_path, 3, 0.6, TrainConfig(epochs=4))

@@ -60,3 +60,35 @@ def smooth_one_hot(targets: torch.Tensor, n_classes: int, smoothing: float) -> t
     y = torch.full((targets.shape[0], n_classes), smoothing / n_classes)
     y.scatter_(1, targets.unsqueeze(1), 1.0 - smoothing + smoothing / n_classes)
     return y
+
+
+def random_stretch_crop(
+    x: torch.Tensor, crop_frames: int, max_stretch: float, gen: torch.Generator
+) -> torch.Tensor:
+    """Stretch each example in time by a factor in [1/(1+m), 1+m], then take a circular crop.
+
+    Linear interpolation along frames: a cheap stand-in for a tempo change that keeps the
+    spectrum (pitch) as it is.
+    """
+    n_frames = x.shape[-1]
+    log_factors = (torch.rand(x.shape[0], generator=gen) * 2 - 1) * torch.log1p(torch.tensor(max_stretch))
+    starts = torch.rand(x.shape[0], generator=gen)
+    crops = []
+    for example, log_factor, start in zip(x, log_factors, starts, strict=True):
+        length = max(2, round(n_frames * float(log_factor.exp())))
+        stretched = torch.nn.functional.interpolate(
+            example.unsqueeze(0), size=length, mode="linear", align_corners=False
+        )[0]
+        index = (int(start * length) + torch.arange(crop_frames)) % length
+        crops.append(stretched[:, index])
+    return torch.stack(crops)
+
+
+def random_freq_shift(x: torch.Tensor, max_bins: int, gen: torch.Generator) -> torch.Tensor:
+    """Shift each example up or down by up to ``max_bins`` mel bands; vacated bands become 0."""
+    n_bands = x.shape[1]
+    shifts = torch.randint(-max_bins, max_bins + 1, (x.shape[0], 1), generator=gen)
+    source = torch.arange(n_bands).unsqueeze(0) - shifts  # (B, bands)
+    valid = (source >= 0) & (source < n_bands)
+    index = source.clamp(0, n_bands - 1).unsqueeze(-1).expand(-1, -1, x.shape[-1])
+    return torch.gather(x, 1, index) * valid.unsqueeze(-1)

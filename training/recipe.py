@@ -14,13 +14,21 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from audify_batch.model import ArchConfig, AudioResNet
-from training.augment import mixup, random_gain_db, random_time_shift, smooth_one_hot, spec_augment
+from training.augment import (
+    mixup,
+    random_freq_shift,
+    random_gain_db,
+    random_stretch_crop,
+    random_time_shift,
+    smooth_one_hot,
+    spec_augment,
+)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 120
-    batch_size: int = 64
+    batch_size: int = 32
     max_lr: float = 3e-3
     weight_decay: float = 5e-2
     label_smoothing: float = 0.1
@@ -31,6 +39,8 @@ class TrainConfig:
     time_masks: int = 2
     time_mask_frames: int = 25
     crop_frames: int = 176  # train on random 3.5 s crops (with wrap-around); predict on whole 5 s
+    max_time_stretch: float = 0.2  # stretch factors in [1/(1+m), 1+m]; 0 = none
+    freq_shift_bins: int = 4  # shift up or down by up to this many mel bands; 0 = none
     bf16_autocast: bool = True
     seed: int = 20261121
 
@@ -39,6 +49,8 @@ class TrainConfig:
             raise ValueError("epochs and batch_size must be positive")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError("label_smoothing must be in [0, 1)")
+        if self.max_time_stretch < 0 or self.freq_shift_bins < 0:
+            raise ValueError("max_time_stretch and freq_shift_bins must not be negative")
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -61,8 +73,13 @@ def _augmented_batch(
     gen: torch.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     x = random_gain_db(x_db, cfg.max_gain_db, gen)
-    x = random_time_shift(x, gen)[..., : cfg.crop_frames]
+    if cfg.max_time_stretch > 0:
+        x = random_stretch_crop(x, cfg.crop_frames, cfg.max_time_stretch, gen)
+    else:
+        x = random_time_shift(x, gen)[..., : cfg.crop_frames]
     x = (x - mean.view(1, -1, 1)) / std.view(1, -1, 1)
+    if cfg.freq_shift_bins > 0:
+        x = random_freq_shift(x, cfg.freq_shift_bins, gen)
     x, y_soft = mixup(x, smooth_one_hot(y, n_classes, cfg.label_smoothing), cfg.mixup_alpha, gen)
     x = spec_augment(x, gen, cfg.freq_masks, cfg.freq_mask_bins, cfg.time_masks, cfg.time_mask_frames)
     return x, y_soft

@@ -12,12 +12,14 @@ OUT/cv_results.json (a rerun skips folds already done).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shlex
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,7 +27,7 @@ import torch
 
 from audify_batch.checkpoint import ModelCard, save_checkpoint
 from audify_batch.features import FrontendConfig
-from audify_batch.model import ArchConfig, AudioClassifier
+from audify_batch.model import POOLINGS, ArchConfig, AudioClassifier
 from training.data import (
     DEFAULT_ESC50_ROOT,
     ESC50_FOLDS,
@@ -38,7 +40,9 @@ from training.data import (
 from training.recipe import TrainConfig, predict_logits, train_model
 
 MODEL_NAME = "audify-esc50-resnet"
-MODEL_VERSION = "1.0.0"
+MODEL_VERSION = "1.1.0"
+# New models pool max + mean over time; ArchConfig's default stays "mean" for older cards.
+TRAINING_POOLING = "freq_mean_time_max_mean"
 
 
 def git_commit() -> str:
@@ -100,19 +104,38 @@ def _fit_and_save(
     train_mask: torch.Tensor,
     args: argparse.Namespace,
     cfg: TrainConfig,
-    evaluation: dict[str, object],
+    evaluation: Callable[[], dict[str, object]],
     log_dir: Path,
 ) -> tuple[AudioClassifier, ModelCard]:
+    """Train on ``train_mask`` and save; ``evaluation`` is read after training, for the card."""
     targets = torch.from_numpy(dataset.targets())
     frontend = FrontendConfig()
     arch = ArchConfig(n_classes=len(dataset.labels), stem_channels=args.stem_channels,
-                      stage_channels=args.stage_channels, blocks_per_stage=args.blocks)  # fmt: skip
+                      stage_channels=args.stage_channels, blocks_per_stage=args.blocks,
+                      pooling=args.pooling)  # fmt: skip
     folds = sorted({int(f) for f in torch.from_numpy(dataset.folds())[train_mask].tolist()})
     net, mean, std = train_model(features[train_mask], targets[train_mask], arch, cfg, log_dir)
     model = AudioClassifier(frontend, arch, mean, std)
     model.net = net.to(memory_format=torch.contiguous_format)
-    card = make_card(dataset, frontend, arch, mean, std, training_facts(args, cfg, folds), evaluation)
+    card = make_card(dataset, frontend, arch, mean, std, training_facts(args, cfg, folds), evaluation())
     return model, save_checkpoint(out_dir, model, card)
+
+
+def _record_fold(results_path: Path, fold: int, accuracy: float, cfg: TrainConfig) -> dict:
+    """Add one fold to cv_results.json, re-read just before writing.
+
+    Folds of one CV can run as separate processes (one per core or machine) into one OUT.
+    """
+    results = json.loads(results_path.read_text()) if results_path.exists() else {"folds": {}}
+    if results.get("recipe", cfg.to_dict()) != cfg.to_dict():
+        raise SystemExit(f"{results_path} holds folds of another recipe; use another --out")
+    results["folds"][str(fold)] = accuracy
+    results["folds"] = dict(sorted(results["folds"].items()))
+    results["recipe"] = cfg.to_dict()
+    temporary = results_path.with_suffix(f".{fold}.tmp")
+    temporary.write_text(json.dumps(results, indent=2) + "\n")
+    temporary.replace(results_path)
+    return results
 
 
 def run_cv(args: argparse.Namespace, dataset: Dataset, features: torch.Tensor, cfg: TrainConfig) -> None:
@@ -134,16 +157,14 @@ def run_cv(args: argparse.Namespace, dataset: Dataset, features: torch.Tensor, c
             ~test_mask,
             args,
             cfg,
-            {"held_out_fold": fold},
+            lambda fold=fold: {"held_out_fold": fold},
             out / f"fold{fold}" / "tb",
         )
         logits = predict_logits(
             model.net, features[test_mask], model.norm_mean_db.squeeze(1), model.norm_std_db.squeeze(1)
         )
         accuracy = float((logits.argmax(1) == targets[test_mask]).float().mean())
-        results["folds"][str(fold)] = accuracy
-        results["recipe"] = cfg.to_dict()
-        results_path.write_text(json.dumps(results, indent=2) + "\n")
+        results = _record_fold(results_path, fold, accuracy, cfg)
         print(f"fold {fold}: accuracy {accuracy:.4f} ({time.perf_counter() - started:.0f} s)", flush=True)
     accs = list(results["folds"].values())
     if len(accs) > 1:
@@ -162,11 +183,17 @@ def cv_summary(path: Path) -> dict[str, object]:
     return summary
 
 
-def run_full(args: argparse.Namespace, dataset: Dataset, features: torch.Tensor, cfg: TrainConfig) -> None:
+def _evaluation_files(args: argparse.Namespace) -> dict[str, object]:
+    """CV and evaluation results for the card, read when training ends (CV may run alongside)."""
     evaluation = cv_summary(args.cv_results) if args.cv_results else {}
     for path in args.eval_results:
         evaluation.update(json.loads(Path(path).read_text()))
+    return evaluation
+
+
+def run_full(args: argparse.Namespace, dataset: Dataset, features: torch.Tensor, cfg: TrainConfig) -> None:
     all_mask = torch.ones(len(dataset.clips), dtype=torch.bool)
+    evaluation = functools.partial(_evaluation_files, args)
     _, card = _fit_and_save(
         Path(args.out), dataset, features, all_mask, args, cfg, evaluation, Path(args.tb_dir)
     )
@@ -189,6 +216,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--folds", default="1,2,3,4,5", type=lambda s: [int(f) for f in s.split(",")])
     parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     parser.add_argument("--seed", type=int, default=TrainConfig.seed)
+    parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     parser.add_argument("--stem-channels", type=int, default=ArchConfig.stem_channels)
     parser.add_argument(
         "--stage-channels", type=_ints, default=ArchConfig.stage_channels, help="e.g. 32,64,128,256"
@@ -196,6 +224,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--blocks", type=_ints, default=ArchConfig.blocks_per_stage, help="residual blocks per stage"
     )
+    parser.add_argument("--pooling", default=TRAINING_POOLING, choices=sorted(POOLINGS))
+    parser.add_argument("--time-stretch", type=float, default=TrainConfig.max_time_stretch,
+                        help="max time-stretch fraction, e.g. 0.2")  # fmt: skip
+    parser.add_argument("--freq-shift", type=int, default=TrainConfig.freq_shift_bins,
+                        help="max mel-band shift")  # fmt: skip
+    parser.add_argument("--exclude-folds", type=_ints, default=(),
+                        help="drop these folds entirely (recipe selection on an inner split)")  # fmt: skip
     parser.add_argument("--limit-clips", type=int, default=0, help="use only N clips (smoke tests)")
     parser.add_argument("--tb-dir", default="runs/tb/full", help="TensorBoard logs of the full run")
     parser.add_argument("--cv-results", help="cv_results.json to copy into the model card (full)")
@@ -212,12 +247,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    cfg = replace(TrainConfig(), epochs=args.epochs, seed=args.seed)
+    cfg = replace(TrainConfig(), epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
+                  max_time_stretch=args.time_stretch, freq_shift_bins=args.freq_shift)  # fmt: skip
     try:
         dataset = load_dataset(Path(args.data), expect_full=args.limit_clips == 0)
     except DatasetError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if args.exclude_folds:
+        kept = tuple(clip for clip in dataset.clips if clip.fold not in args.exclude_folds)
+        dataset = Dataset(kept, dataset.labels)
     if args.limit_clips:
         step = max(1, len(dataset.clips) // args.limit_clips)
         dataset = Dataset(dataset.clips[::step][: args.limit_clips], dataset.labels)

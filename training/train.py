@@ -114,10 +114,11 @@ def _fit_and_save(
                       stage_channels=args.stage_channels, blocks_per_stage=args.blocks,
                       pooling=args.pooling)  # fmt: skip
     folds = sorted({int(f) for f in torch.from_numpy(dataset.folds())[train_mask].tolist()})
+    facts = training_facts(args, cfg, folds)  # the commit as training starts
     net, mean, std = train_model(features[train_mask], targets[train_mask], arch, cfg, log_dir)
     model = AudioClassifier(frontend, arch, mean, std)
     model.net = net.to(memory_format=torch.contiguous_format)
-    card = make_card(dataset, frontend, arch, mean, std, training_facts(args, cfg, folds), evaluation())
+    card = make_card(dataset, frontend, arch, mean, std, facts, evaluation())
     return model, save_checkpoint(out_dir, model, card)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -71,7 +73,7 @@ def random_stretch_crop(
     spectrum (pitch) as it is.
     """
     n_frames = x.shape[-1]
-    log_factors = (torch.rand(x.shape[0], generator=gen) * 2 - 1) * torch.log1p(torch.tensor(max_stretch))
+    log_factors = (torch.rand(x.shape[0], generator=gen) * 2 - 1) * math.log1p(max_stretch)
     starts = torch.rand(x.shape[0], generator=gen)
     crops = []
     for example, log_factor, start in zip(x, log_factors, starts, strict=True):

@@ -122,14 +122,20 @@ def _fit_and_save(
     return model, save_checkpoint(out_dir, model, card)
 
 
+def _read_results(results_path: Path, cfg: TrainConfig) -> dict:
+    """cv_results.json so far; folds of another recipe are refused before any training."""
+    results = json.loads(results_path.read_text()) if results_path.exists() else {"folds": {}}
+    if results.get("recipe", cfg.to_dict()) != cfg.to_dict():
+        raise SystemExit(f"{results_path} holds folds of another recipe; use another --out")
+    return results
+
+
 def _record_fold(results_path: Path, fold: int, accuracy: float, cfg: TrainConfig) -> dict:
     """Add one fold to cv_results.json, re-read just before writing.
 
     Folds of one CV can run as separate processes (one per core or machine) into one OUT.
     """
-    results = json.loads(results_path.read_text()) if results_path.exists() else {"folds": {}}
-    if results.get("recipe", cfg.to_dict()) != cfg.to_dict():
-        raise SystemExit(f"{results_path} holds folds of another recipe; use another --out")
+    results = _read_results(results_path, cfg)
     results["folds"][str(fold)] = accuracy
     results["folds"] = dict(sorted(results["folds"].items()))
     results["recipe"] = cfg.to_dict()
@@ -142,7 +148,7 @@ def _record_fold(results_path: Path, fold: int, accuracy: float, cfg: TrainConfi
 def run_cv(args: argparse.Namespace, dataset: Dataset, features: torch.Tensor, cfg: TrainConfig) -> None:
     out = Path(args.out)
     results_path = out / "cv_results.json"
-    results = json.loads(results_path.read_text()) if results_path.exists() else {"folds": {}}
+    results = _read_results(results_path, cfg)
     fold_ids = torch.from_numpy(dataset.folds())
     targets = torch.from_numpy(dataset.targets())
     for fold in args.folds:
@@ -214,7 +220,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("mode", choices=["cv", "full"])
     parser.add_argument("--data", default=str(DEFAULT_ESC50_ROOT), help="ESC-50 folder")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--folds", default="1,2,3,4,5", type=lambda s: [int(f) for f in s.split(",")])
+    parser.add_argument("--folds", default=ESC50_FOLDS, type=_ints, help="held-out folds, e.g. 1,2")
     parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     parser.add_argument("--seed", type=int, default=TrainConfig.seed)
     parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)

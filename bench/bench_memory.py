@@ -39,8 +39,9 @@ def peak_memory(recording: Path) -> tuple[float, float, float]:
     out = Path(tempfile.mkdtemp(prefix="audify-mem-"))
     audify = Path(sys.executable).parent / "audify"
     started = time.perf_counter()
-    proc = psutil.Popen([str(audify), "label", str(recording), "--out", str(out), "--no-progress"],
-                        stdout=subprocess.DEVNULL)  # fmt: skip
+    proc = psutil.Popen(
+        [str(audify), "label", str(recording), "--out", str(out), "--no-progress"], stdout=subprocess.DEVNULL
+    )
     peak_rss = peak_pss = 0
     while proc.poll() is None:
         rss, pss = _tree_memory(proc)
@@ -65,8 +66,10 @@ def main() -> None:
         path = long_recording(hours)
         rss, pss, wall = peak_memory(path)
         results[label] = pss
-        print(f"{hours:6.2f} h recording: peak RSS {rss:7.1f} MiB, peak PSS {pss:7.1f} MiB, "
-              f"{wall:.1f} s ({hours * 3600 / wall:.0f}x realtime)")  # fmt: skip
+        print(
+            f"{hours:6.2f} h recording: peak RSS {rss:7.1f} MiB, peak PSS {pss:7.1f} MiB, "
+            f"{wall:.1f} s ({hours * 3600 / wall:.0f}x realtime)"
+        )
     ratio = results["long"] / results["short"]
     print(f"long / short peak PSS: {ratio:.2f} (target: at most 1.20; long at most 1024 MiB)")
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from audify_batch.checkpoint import CARD_FILE, DEFAULT_MODEL_DIR, load_checkpoint
-from audify_batch.inference import Precision, cpu_supports_bf16, predict_batch, prepare_for_inference
+from audify_batch.model.checkpoint import CARD_FILE, DEFAULT_MODEL_DIR, load_checkpoint
+from audify_batch.model.inference import Precision, cpu_supports_bf16, predict_batch, prepare_for_inference
 
 
 def measure(

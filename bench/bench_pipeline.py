@@ -20,10 +20,10 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from audify_batch.audio_io import resample
-from audify_batch.checkpoint import load_checkpoint
-from audify_batch.inference import Precision
-from audify_batch.pipeline import LabelConfig, label_archive
+from audify_batch.ingest.audio_io import resample
+from audify_batch.model.checkpoint import load_checkpoint
+from audify_batch.model.inference import Precision
+from audify_batch.run.pipeline import LabelConfig, label_archive
 from bench.archive import fold4_archive
 
 
@@ -57,8 +57,9 @@ def main() -> None:
     audio_s = sum(sf.info(str(p)).duration for p in folder.glob("*.flac"))
     out = Path(tempfile.mkdtemp(prefix="audify-bench-out-"))
     try:
-        config = LabelConfig(source=str(folder), out=str(out), workers=args.workers,
-                             precision=Precision(args.precision))  # fmt: skip
+        config = LabelConfig(
+            source=str(folder), out=str(out), workers=args.workers, precision=Precision(args.precision)
+        )
         started = time.perf_counter()
         summary = label_archive(config)
         wall_s = time.perf_counter() - started
@@ -67,8 +68,10 @@ def main() -> None:
     print(
         f"archive: {len(list(folder.glob('*.flac')))} FLAC files, 44.1 kHz, {audio_s / 60:.1f} min of audio"
     )
-    print(f"pipeline: {summary.n_segments} segments in {wall_s:.2f} s = {audio_s / wall_s:.0f}x realtime "
-          f"({summary.n_segments / wall_s:.0f} segments/s, {torch.get_num_threads()} threads)")  # fmt: skip
+    print(
+        f"pipeline: {summary.n_segments} segments in {wall_s:.2f} s = {audio_s / wall_s:.0f}x realtime "
+        f"({summary.n_segments / wall_s:.0f} segments/s, {torch.get_num_threads()} threads)"
+    )
     if not args.skip_naive:
         torch.set_num_threads(torch.get_num_threads())
         n_naive, naive_s = naive_label(folder)

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from audify_batch import schema as S
+from audify_batch.store import schema as S
 
 MODEL, VERSION, RUN = "bench-model", "1.0", "20260101T000000Z-bench"
 N_LABELS, TOP_K, DIM = 50, 5, 256
@@ -60,14 +60,26 @@ def recordings_table(first: int, count: int, n_segments: int, n_failed: int) -> 
     rows = []
     for r in range(first, first + count):
         failed = r < n_failed
-        rows.append({S.RECORDING_ID: f"r{r:06d}", S.URI: f"/archive/site{r % 20}/rec{r:06d}.flac",
-                     S.SIZE_BYTES: 10_000_000, S.MTIME_S: 1.7e9, S.FINGERPRINT: "b2h64k:bench",
-                     S.SAMPLE_RATE_HZ: 44_100, S.CHANNELS: 1, S.DURATION_S: n_segments * 5.0,
-                     S.N_SEGMENTS: 0 if failed else n_segments,
-                     S.STATUS: S.STATUS_FAILED if failed else S.STATUS_LABELED,
-                     S.ERROR: "not readable as audio (bench)" if failed else None,
-                     S.MODEL_NAME: MODEL, S.MODEL_VERSION: VERSION, S.CONFIG_HASH: "bench",
-                     S.RUN_ID: RUN, S.FINISHED_AT: datetime(2026, 1, 1, tzinfo=UTC)})  # fmt: skip
+        rows.append(
+            {
+                S.RECORDING_ID: f"r{r:06d}",
+                S.URI: f"/archive/site{r % 20}/rec{r:06d}.flac",
+                S.SIZE_BYTES: 10_000_000,
+                S.MTIME_S: 1.7e9,
+                S.FINGERPRINT: "b2h64k:bench",
+                S.SAMPLE_RATE_HZ: 44_100,
+                S.CHANNELS: 1,
+                S.DURATION_S: n_segments * 5.0,
+                S.N_SEGMENTS: 0 if failed else n_segments,
+                S.STATUS: S.STATUS_FAILED if failed else S.STATUS_LABELED,
+                S.ERROR: "not readable as audio (bench)" if failed else None,
+                S.MODEL_NAME: MODEL,
+                S.MODEL_VERSION: VERSION,
+                S.CONFIG_HASH: "bench",
+                S.RUN_ID: RUN,
+                S.FINISHED_AT: datetime(2026, 1, 1, tzinfo=UTC),
+            }
+        )
     return pa.Table.from_pylist(rows, schema=S.RECORDINGS_SCHEMA)
 
 
@@ -86,18 +98,29 @@ def write_output(out: Path, n_recordings: int, n_segments: int, per_part: int = 
             pq.write_table(segs, out / S.SEGMENTS / part / name, compression="zstd")
         pq.write_table(recordings_table(first, count, n_segments, n_failed), out / S.RECORDINGS / part / name)
     when = datetime(2026, 1, 1, tzinfo=UTC)
-    run = {S.RUN_ID: RUN, S.STARTED_AT: when, S.FINISHED_AT: when, S.RUN_STATUS: S.RUN_COMPLETED,
-           S.CONFIG_JSON: json.dumps({"bench": True}), S.CONFIG_HASH: "bench",
-           S.MODEL_NAME: MODEL, S.MODEL_VERSION: VERSION, S.N_RECORDINGS: n_recordings,
-           S.N_LABELED: n_recordings - n_failed, S.N_FAILED: n_failed, S.N_SKIPPED: 0,
-           S.N_SEGMENTS: (n_recordings - n_failed) * n_segments,
-           S.AUDIO_S: n_recordings * n_segments * 5.0, S.WALL_S: 3600.0}  # fmt: skip
+    run = {
+        S.RUN_ID: RUN,
+        S.STARTED_AT: when,
+        S.FINISHED_AT: when,
+        S.RUN_STATUS: S.RUN_COMPLETED,
+        S.CONFIG_JSON: json.dumps({"bench": True}),
+        S.CONFIG_HASH: "bench",
+        S.MODEL_NAME: MODEL,
+        S.MODEL_VERSION: VERSION,
+        S.N_RECORDINGS: n_recordings,
+        S.N_LABELED: n_recordings - n_failed,
+        S.N_FAILED: n_failed,
+        S.N_SKIPPED: 0,
+        S.N_SEGMENTS: (n_recordings - n_failed) * n_segments,
+        S.AUDIO_S: n_recordings * n_segments * 5.0,
+        S.WALL_S: 3600.0,
+    }
     runs = pa.Table.from_pylist([run], schema=S.RUNS_SCHEMA)
     pq.write_table(runs, out / S.RUNS / part / f"run-{RUN}-01.parquet")
 
 
 def report_child(out: str, html: str) -> None:
-    from audify_batch.report_html import html_report
+    from audify_batch.report.run_report import html_report
 
     started = time.perf_counter()
     Path(html).write_text(html_report(out))
@@ -121,13 +144,20 @@ def main() -> None:
     size_mib = sum(p.stat().st_size for p in out.rglob("*.parquet")) / 2**20
     html = out.parent / f"report-{args.recordings}x{args.segments}.html"
     code = f"from bench.bench_report import report_child; report_child({str(out)!r}, {str(html)!r})"
-    result = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                       check=True).stdout.strip().splitlines()[-1])  # fmt: skip
+    result = json.loads(
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     n_segments = (args.recordings - max(1, args.recordings // 500)) * args.segments
-    print(f"archive: {args.recordings} recordings, {n_segments} segments "
-          f"({n_segments * 5 / 3600:.0f} h of audio), Parquet {size_mib:.0f} MiB")  # fmt: skip
-    print(f"report: {result['report_s']:.1f} s, peak RSS {result['peak_rss_mib']:.0f} MiB, "
-          f"HTML {html.stat().st_size / 2**20:.2f} MiB -> {html}")  # fmt: skip
+    print(
+        f"archive: {args.recordings} recordings, {n_segments} segments "
+        f"({n_segments * 5 / 3600:.0f} h of audio), Parquet {size_mib:.0f} MiB"
+    )
+    print(
+        f"report: {result['report_s']:.1f} s, peak RSS {result['peak_rss_mib']:.0f} MiB, "
+        f"HTML {html.stat().st_size / 2**20:.2f} MiB -> {html}"
+    )
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import fsspec
 
-from audify_batch.pipeline import LabelConfig, label_archive
+from audify_batch.run.pipeline import LabelConfig, label_archive
 from bench.archive import fold4_archive
 from tests.services import seaweed_s3
 

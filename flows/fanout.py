@@ -21,7 +21,10 @@ from prefect.deployments import run_deployment
 from prefect.runtime import flow_run
 from pydantic import Field
 
-from audify_batch.batches import (
+from audify_batch.model.checkpoint import DEFAULT_MODEL_DIR
+from audify_batch.orchestration.artifacts import publish_summary
+from audify_batch.orchestration.storage import storage_options_from_block
+from audify_batch.run.batches import (
     LaunchShards,
     ShardResult,
     clean_output,
@@ -29,10 +32,7 @@ from audify_batch.batches import (
     run_shards,
     summarize_batch,
 )
-from audify_batch.checkpoint import DEFAULT_MODEL_DIR
-from audify_batch.shards import Shard, all_shards
-from flows.artifacts import publish_summary
-from flows.storage import storage_options_from_block
+from audify_batch.run.shards import Shard, all_shards
 
 SHARD_DEPLOYMENT = "label-archive/label-shard"
 
@@ -66,8 +66,9 @@ def deployment_launcher(
         runs = {}
         for shard in pending:
             name = f"shard-{shard.name}-try-{attempt}"
-            runs[shard] = run_deployment(deployment, parameters=parameters(shard), timeout=0,
-                                         flow_run_name=name).id  # fmt: skip
+            runs[shard] = run_deployment(
+                deployment, parameters=parameters(shard), timeout=0, flow_run_name=name
+            ).id
         states = wait_for_runs(runs, poll_s)
         return [ShardResult(s, attempt, states[s].is_completed(), states[s].name) for s in pending]
 
@@ -94,12 +95,21 @@ def fanout_flow(
     logger.info("removed %d debris files before fan-out", clean_task(out, model_dir, storage_block))
 
     def parameters(shard: Shard) -> dict[str, Any]:
-        return dict(source=source, out=out, model_dir=model_dir, workers=workers, gpu_limit=gpu_limit,
-                    shard_index=shard.index, shard_count=shard.count, batch_id=batch_id,
-                    storage_block=storage_block)  # fmt: skip
+        return dict(
+            source=source,
+            out=out,
+            model_dir=model_dir,
+            workers=workers,
+            gpu_limit=gpu_limit,
+            shard_index=shard.index,
+            shard_count=shard.count,
+            batch_id=batch_id,
+            storage_block=storage_block,
+        )
 
-    history = run_shards(all_shards(shards), deployment_launcher(shard_deployment, parameters, poll_s),
-                         max_attempts)  # fmt: skip
+    history = run_shards(
+        all_shards(shards), deployment_launcher(shard_deployment, parameters, poll_s), max_attempts
+    )
     for result in history:
         logger.info("shard %s try %d: %s", result.shard.name, result.attempt, result.detail)
     clean_task(out, model_dir, storage_block)

@@ -13,46 +13,16 @@ artifacts ``label-progress``, ``label-summary`` and ``label-report``.
 from __future__ import annotations
 
 import argparse
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict
 from typing import Any
 
-from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
-from prefect.concurrency.sync import concurrency
+from prefect import flow, get_run_logger
 
-from audify_batch.checkpoint import DEFAULT_MODEL_DIR
-from audify_batch.pipeline import LabelConfig, ModelGate, label_archive
-from audify_batch.records import RunSummary
-from audify_batch.sources import discover_all
-from flows.artifacts import PROGRESS_KEY, ProgressPublisher, publish_summary
-from flows.storage import storage_options_from_block
-
-
-@task(retries=3, retry_delay_seconds=[2, 10, 30])
-def count_recordings(source: str | list[str], storage_block: str | None = None) -> int:
-    """Discovery is I/O: retried. Returns only a count (the label task discovers again)."""
-    sources = source if isinstance(source, str) else tuple(source)
-    return len(discover_all(sources, storage_options_from_block(storage_block)))
-
-
-def gpu_gate(limit_name: str | None) -> ModelGate:
-    """Hold one slot of the global concurrency limit ``limit_name`` around each model step."""
-    if not limit_name:
-        return nullcontext
-
-    def gate() -> AbstractContextManager[object]:
-        return concurrency(limit_name, occupy=1, strict=True)
-
-    return gate
-
-
-@task
-def label_task(config: LabelConfig, gpu_limit: str | None = None) -> RunSummary:
-    artifact_id = create_progress_artifact(0.0, key=PROGRESS_KEY, description="recordings labeled")
-    summary = label_archive(config, progress=ProgressPublisher(artifact_id), model_gate=gpu_gate(gpu_limit))
-    update_progress_artifact(artifact_id, 100.0)
-    return summary
+from audify_batch.model.checkpoint import DEFAULT_MODEL_DIR
+from audify_batch.orchestration.artifacts import publish_summary
+from audify_batch.orchestration.storage import storage_options_from_block
+from audify_batch.orchestration.tasks import count_recordings, label_task
+from audify_batch.run.pipeline import LabelConfig
 
 
 @flow(name="label-archive", log_prints=True)
@@ -77,9 +47,19 @@ def label_archive_flow(
     """
     logger = get_run_logger()
     options = storage_options_from_block(storage_block)
-    config = LabelConfig(source=source, out=out, model_dir=model_dir, hop_s=hop_s, top_k=top_k,
-                         batch_size=batch_size, workers=workers, shard_index=shard_index,
-                         shard_count=shard_count, batch_id=batch_id, storage_options=options)  # fmt: skip
+    config = LabelConfig(
+        source=source,
+        out=out,
+        model_dir=model_dir,
+        hop_s=hop_s,
+        top_k=top_k,
+        batch_size=batch_size,
+        workers=workers,
+        shard_index=shard_index,
+        shard_count=shard_count,
+        batch_id=batch_id,
+        storage_options=options,
+    )
     logger.info("%d recordings under %s", count_recordings(source, storage_block), source)
     summary = label_task(config, gpu_limit)
     shard = f" shard {shard_index + 1}/{shard_count}" if shard_count > 1 else ""

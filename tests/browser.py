@@ -28,8 +28,12 @@ class PageCheck:
 
 def check_page(page: Path) -> PageCheck:
     """Load ``page``; how many images, whether all loaded, and every console message."""
-    done = subprocess.run([chromium(), *FLAGS, "--enable-logging=stderr", "--v=0", "--dump-dom",
-                           page.resolve().as_uri()], capture_output=True, text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [chromium(), *FLAGS, "--enable-logging=stderr", "--v=0", "--dump-dom", page.resolve().as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     body = re.search(r"<body([^>]*)>", done.stdout)
     attrs = body.group(1) if body else ""
     n_images = re.search(r'data-images="(\d+)"', attrs)
@@ -38,6 +42,16 @@ def check_page(page: Path) -> PageCheck:
 
 
 def screenshot(page: Path, png: Path, width: int = 1100, height: int = 3000) -> Path:
-    subprocess.run([chromium(), *FLAGS, f"--window-size={width},{height}", f"--screenshot={png}",
-                    page.resolve().as_uri()], capture_output=True, timeout=120, check=True)  # fmt: skip
+    subprocess.run(
+        [
+            chromium(),
+            *FLAGS,
+            f"--window-size={width},{height}",
+            f"--screenshot={png}",
+            page.resolve().as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     return png

@@ -68,9 +68,9 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small, randomly initialised checkpoint: the fake model for pipeline mechanics."""
     import torch
 
-    from audify_batch.checkpoint import ModelCard, build_classifier, save_checkpoint
-    from audify_batch.features import FrontendConfig
-    from audify_batch.model import ArchConfig
+    from audify_batch.model.checkpoint import ModelCard, build_classifier, save_checkpoint
+    from audify_batch.model.features import FrontendConfig
+    from audify_batch.model.network import ArchConfig
 
     torch.manual_seed(0)
     arch = ArchConfig(n_classes=6, stem_channels=4, stage_channels=(4, 8), blocks_per_stage=(1, 1))

@@ -71,8 +71,9 @@ def background(
     cmd: list[str], env: Mapping[str, str], log: Path, cwd: Path | None = None
 ) -> Iterator[subprocess.Popen]:
     with log.open("ab") as handle:
-        proc = subprocess.Popen(cmd, env=dict(env), cwd=cwd, stdout=handle, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            cmd, env=dict(env), cwd=cwd, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         yield proc
     finally:

@@ -1,4 +1,4 @@
-"""A small but realistic OUT folder, written with pyarrow and the schemas of ``audify_batch.schema``.
+"""A small but realistic OUT folder, written with pyarrow and the schemas of ``audify_batch.store.schema``.
 
 The story, for model M1 (``audify-esc50-resnet`` 1.0.0):
 
@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from audify_batch import schema as S
+from audify_batch.store import schema as S
 
 MODEL_NAME = "audify-esc50-resnet"
 M1_VERSION = "1.0.0"

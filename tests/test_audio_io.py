@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audify_batch.audio_io import AudioDecodeError, probe, read_mono, resample, stream_mono
+from audify_batch.ingest.audio_io import AudioDecodeError, probe, read_mono, resample, stream_mono
 from tests.conftest import write_tone
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from prefect.exceptions import ParameterTypeError
 
-from audify_batch.query import run_sql
+from audify_batch.store.query import run_sql
 from flows.backfill import BackfillRequest, backfill_flow
 from tests.conftest import write_noise
 
@@ -52,13 +52,22 @@ def test_backfill_by_time_range_and_by_list(
     prefect_harness: None, archive: Path, tmp_path: Path, tiny_model_dir: Path
 ) -> None:
     out = str(tmp_path / "out")
-    in_2024 = BackfillRequest(out=out, prefix=str(archive), model_dir=str(tiny_model_dir), workers=0,
-                              modified_after="2024-01-01T00:00:00Z",
-                              modified_before="2025-01-01T00:00:00Z")  # fmt: skip
+    in_2024 = BackfillRequest(
+        out=out,
+        prefix=str(archive),
+        model_dir=str(tiny_model_dir),
+        workers=0,
+        modified_after="2024-01-01T00:00:00Z",
+        modified_before="2025-01-01T00:00:00Z",
+    )
     result = backfill_flow(request=in_2024)
     assert result["n_labeled"] == 1
-    listed = BackfillRequest(out=out, uris=[str(archive / "r0.wav"), str(archive / "r1.wav")],
-                             model_dir=str(tiny_model_dir), workers=0)  # fmt: skip
+    listed = BackfillRequest(
+        out=out,
+        uris=[str(archive / "r0.wav"), str(archive / "r1.wav")],
+        model_dir=str(tiny_model_dir),
+        workers=0,
+    )
     result = backfill_flow(request=listed)
     assert (result["n_labeled"], result["n_skipped"]) == (1, 1)
     labeled = run_sql(out, "SELECT regexp_extract(uri, '[^/]+$') FROM recordings ORDER BY 1").rows

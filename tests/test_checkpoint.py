@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from audify_batch.checkpoint import (
+from audify_batch.model.checkpoint import (
     CARD_FILE,
     DEFAULT_MODEL_DIR,
     WEIGHTS_FILE,
@@ -17,8 +17,8 @@ from audify_batch.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from audify_batch.features import FrontendConfig
-from audify_batch.model import ArchConfig
+from audify_batch.model.features import FrontendConfig
+from audify_batch.model.network import ArchConfig
 
 SMALL = ArchConfig(n_classes=3, stem_channels=4, stage_channels=(4, 8), blocks_per_stage=(1, 1))
 

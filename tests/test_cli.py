@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from audify_batch.checkpoint import load_checkpoint
-from audify_batch.cli import main
-from audify_batch.inference import classify_file
-from audify_batch.segments import LastWindow
+from audify_batch.cli.main import main
+from audify_batch.ingest.segments import LastWindow
+from audify_batch.model.checkpoint import load_checkpoint
+from audify_batch.model.inference import classify_file
 from tests.conftest import write_tone
 
 AUDIFY = Path(sys.executable).parent / "audify"

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from audify_batch.batches import ShardResult, clean_output, failed_shards, run_shards, summarize_batch
-from audify_batch.pipeline import LabelConfig, label_archive
-from audify_batch.query import run_sql
-from audify_batch.shards import Shard, all_shards, in_shard, shard_of
+from audify_batch.run.batches import ShardResult, clean_output, failed_shards, run_shards, summarize_batch
+from audify_batch.run.pipeline import LabelConfig, label_archive
+from audify_batch.run.shards import Shard, all_shards, in_shard, shard_of
+from audify_batch.store.query import run_sql
 from tests.conftest import write_noise
 
 ROWS = (
@@ -90,7 +90,8 @@ def test_model_gate_wraps_every_model_step(tiny_model_dir: Path, tmp_path: Path)
         entered.append(1)
         yield
 
-    config = LabelConfig(source=str(archive), out=str(tmp_path / "out"), model_dir=str(tiny_model_dir),
-                         workers=0, batch_size=2)  # fmt: skip
+    config = LabelConfig(
+        source=str(archive), out=str(tmp_path / "out"), model_dir=str(tiny_model_dir), workers=0, batch_size=2
+    )
     summary = label_archive(config, model_gate=gate)
     assert len(entered) >= summary.n_segments // 2 > 0

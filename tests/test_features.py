@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from audify_batch.features import FrontendConfig, LogMel
+from audify_batch.model.features import FrontendConfig, LogMel
 from tests.fixtures.waveforms import CASES, fixture_waveforms
 
 FIXTURE = Path(__file__).parent / "fixtures" / "torchaudio_logmel.npz"

@@ -7,8 +7,8 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-from audify_batch.query import run_sql
-from flows.artifacts import PROGRESS_KEY, REPORT_KEY, SUMMARY_KEY
+from audify_batch.orchestration.artifacts import PROGRESS_KEY, REPORT_KEY, SUMMARY_KEY
+from audify_batch.store.query import run_sql
 from flows.label_archive import label_archive_flow
 from tests.conftest import write_noise
 
@@ -57,15 +57,21 @@ def test_gpu_limit_holds_a_global_concurrency_slot_per_model_step(
     write_noise(archive / "r.wav", 12.0)
     with get_client(sync_client=True) as client:
         client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name="gpu-test", limit=1))
-    result = label_archive_flow(str(archive), str(tmp_path / "out"), model_dir=str(tiny_model_dir),
-                                workers=0, gpu_limit="gpu-test")  # fmt: skip
+    result = label_archive_flow(
+        str(archive), str(tmp_path / "out"), model_dir=str(tiny_model_dir), workers=0, gpu_limit="gpu-test"
+    )
     assert result["n_segments"] == 3
     with get_client(sync_client=True) as client:
         limit = client.read_global_concurrency_limit_by_name("gpu-test")
     assert limit.active_slots == 0  # every slot taken was given back
     with pytest.raises(Exception, match="gpu-missing"):  # a missing limit is an error, not unlimited
-        label_archive_flow(str(archive), str(tmp_path / "out2"), model_dir=str(tiny_model_dir),
-                           workers=0, gpu_limit="gpu-missing")  # fmt: skip
+        label_archive_flow(
+            str(archive),
+            str(tmp_path / "out2"),
+            model_dir=str(tiny_model_dir),
+            workers=0,
+            gpu_limit="gpu-missing",
+        )
 
 
 def test_credentials_from_a_prefect_secret_block_never_reach_the_output(
@@ -87,9 +93,13 @@ def test_credentials_from_a_prefect_secret_block_never_reach_the_output(
         secret = "block-secret-0123456789"
         options = {"key": "block-key", "secret": secret, "endpoint_url": endpoint}
         Secret(value=json.dumps(options)).save("audify-test-storage", overwrite=True)
-        result = label_archive_flow("s3://block-creds/archive", "s3://block-creds/out",
-                                    model_dir=str(tiny_model_dir), workers=1,
-                                    storage_block="audify-test-storage")  # fmt: skip
+        result = label_archive_flow(
+            "s3://block-creds/archive",
+            "s3://block-creds/out",
+            model_dir=str(tiny_model_dir),
+            workers=1,
+            storage_block="audify-test-storage",
+        )
         assert result["n_labeled"] == 1
         store = fsspec.filesystem("s3", skip_instance_cache=True, **options)
         written = store.find("block-creds/out")

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from audify_batch.features import FrontendConfig
-from audify_batch.model import ArchConfig, AudioClassifier, AudioResNet, capture_activations
+from audify_batch.model.features import FrontendConfig
+from audify_batch.model.network import ArchConfig, AudioClassifier, AudioResNet, capture_activations
 
 
 def make_classifier(arch: ArchConfig) -> AudioClassifier:

@@ -8,12 +8,12 @@ import pyarrow.parquet as pq
 import pytest
 from torch.utils.data import DataLoader
 
-from audify_batch import schema as S
-from audify_batch.loader import RecordingOutcome, SegmentDataset, SegmentingConfig
-from audify_batch.pipeline import LabelConfig, label_archive, worker_start_method
-from audify_batch.query import run_query_file, run_sql
-from audify_batch.segments import plan_segments
-from audify_batch.sources import discover
+from audify_batch.ingest.loader import RecordingOutcome, SegmentDataset, SegmentingConfig
+from audify_batch.ingest.segments import plan_segments
+from audify_batch.ingest.sources import discover
+from audify_batch.run.pipeline import LabelConfig, label_archive, worker_start_method
+from audify_batch.store import schema as S
+from audify_batch.store.query import run_query_file, run_sql
 from tests.archive_builders import bad_files, real_archive
 from tests.conftest import write_noise, write_tone
 
@@ -67,8 +67,11 @@ def real_run(shared_data: Path, tmp_path_factory: pytest.TempPathFactory):
 def test_real_clips_joined_end_to_end_are_labeled(real_run) -> None:
     recordings, out, summary = real_run
     assert (summary.n_labeled, summary.n_failed, summary.n_segments) == (3, 0, 18)
-    rows = run_sql(str(out), "SELECT uri, segment_index, start_sample, end_sample, start_s, labels "
-                             "FROM segments ORDER BY uri, segment_index").rows  # fmt: skip
+    rows = run_sql(
+        str(out),
+        "SELECT uri, segment_index, start_sample, end_sample, start_s, labels "
+        "FROM segments ORDER BY uri, segment_index",
+    ).rows
     by_uri = {str(r.path): r.categories for r in recordings}
     hits = 0
     for uri, index, start, end, start_s, labels in rows:
@@ -84,8 +87,10 @@ def test_every_view_and_query_runs_on_real_output(real_run) -> None:
     for view in ("segments", "recordings", "recording_history", "runs", "labels", "embeddings"):
         assert len(run_sql(str(out), f"SELECT * FROM {view}")) > 0, view
     uri = str(recordings[0].path)
-    top_label = run_sql(str(out), "SELECT label FROM labels WHERE rank = 1 GROUP BY label "
-                                  "ORDER BY count(*) DESC, label LIMIT 1").rows[0][0]  # fmt: skip
+    top_label = run_sql(
+        str(out),
+        "SELECT label FROM labels WHERE rank = 1 GROUP BY label ORDER BY count(*) DESC, label LIMIT 1",
+    ).rows[0][0]
     params = {
         "label_counts": {},
         "top_segments": {"label": top_label, "limit": 3},
@@ -142,7 +147,7 @@ def test_bad_files_fail_with_reasons_and_good_rows_are_intact(
     entries = [*sorted(p.name for p in archive.iterdir() if p.is_file()), "missing.wav"]
     listing.write_text("\n".join(str(archive / e) for e in entries) + "\n")
 
-    import audify_batch.loader as loader
+    import audify_batch.ingest.loader as loader
 
     real_open = loader._open_stream
 
@@ -153,8 +158,9 @@ def test_bad_files_fail_with_reasons_and_good_rows_are_intact(
 
     monkeypatch.setattr(loader, "_open_stream", deny)
     out = tmp_path / "out"
-    summary = label_archive(LabelConfig(source=str(listing), out=str(out), model_dir=str(tiny_model_dir),
-                                        workers=0))  # fmt: skip
+    summary = label_archive(
+        LabelConfig(source=str(listing), out=str(out), model_dir=str(tiny_model_dir), workers=0)
+    )
     failed = dict(summary.failures)
     assert summary.n_labeled == 3 and summary.n_failed == len(kinds) + 2
     reasons = {Path(uri).name: reason for uri, reason in failed.items()}
@@ -167,8 +173,11 @@ def test_bad_files_fail_with_reasons_and_good_rows_are_intact(
     )
     assert current == [("failed", len(kinds) + 2), ("labeled", 3)]
     good_only = tmp_path / "good"
-    label_archive(LabelConfig(source=str(archive / "good*.wav"), out=str(good_only),
-                              model_dir=str(tiny_model_dir), workers=0))  # fmt: skip
+    label_archive(
+        LabelConfig(
+            source=str(archive / "good*.wav"), out=str(good_only), model_dir=str(tiny_model_dir), workers=0
+        )
+    )
     sql = "SELECT uri, segment_index, labels, confidences FROM segments ORDER BY ALL"
     assert run_sql(str(out), sql).rows == run_sql(str(good_only), sql).rows
 
@@ -204,13 +213,15 @@ def test_odd_but_valid_audio_is_labeled(
         sf.write(str(path), np.clip(5.0 * np.sin(2 * np.pi * 440 * t), -1, 1), rate_hz, subtype="PCM_16")
         assert data
     out = tmp_path / "out"
-    summary = label_archive(LabelConfig(source=str(archive), out=str(out), model_dir=str(tiny_model_dir),
-                                        workers=0))  # fmt: skip
+    summary = label_archive(
+        LabelConfig(source=str(archive), out=str(out), model_dir=str(tiny_model_dir), workers=0)
+    )
     n = round(seconds * rate_hz)
     expected = plan_segments(n, 5 * rate_hz, 5 * rate_hz, min_last_samples=rate_hz)
     assert (summary.n_labeled, summary.n_failed, summary.n_segments) == (1, 0, len(expected))
-    rows = run_sql(str(out), "SELECT start_sample, end_sample, end_s, confidences FROM segments "
-                             "ORDER BY segment_index").rows  # fmt: skip
+    rows = run_sql(
+        str(out), "SELECT start_sample, end_sample, end_s, confidences FROM segments ORDER BY segment_index"
+    ).rows
     assert [(r[0], r[1]) for r in rows] == [(s.start_sample, s.end_sample) for s in expected]
     assert rows[-1][2] == pytest.approx(n / rate_hz)
     assert all(0.0 <= c <= 1.0 for r in rows for c in r[3])

@@ -18,8 +18,8 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from audify_batch.pipeline import LabelConfig, label_archive
-from audify_batch.query import run_sql
+from audify_batch.run.pipeline import LabelConfig, label_archive
+from audify_batch.store.query import run_sql
 from tests.conftest import write_noise
 from tests.services import BIN, background, prefect_server, wait_until
 
@@ -55,8 +55,14 @@ def services(seaweed_endpoint: str, tmp_path: Path) -> Iterator[dict[str, str]]:
 
 
 def prefect(env: dict[str, str], *args: str, timeout_s: float = 300) -> str:
-    done = subprocess.run([str(BIN / "prefect"), "--no-prompt", *args], env=env, cwd=REPO, text=True,
-                          capture_output=True, timeout=timeout_s)  # fmt: skip
+    done = subprocess.run(
+        [str(BIN / "prefect"), "--no-prompt", *args],
+        env=env,
+        cwd=REPO,
+        text=True,
+        capture_output=True,
+        timeout=timeout_s,
+    )
     if done.returncode != 0:
         raise AssertionError(f"prefect {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
     return done.stdout
@@ -88,8 +94,9 @@ def test_fanout_on_workers_equals_a_single_process_run(
         assert name in deployments
     bad = 'request={"out": "s3://x", "prefix": "s3://y", "top_k": "many"}'
     run_bad = [str(BIN / "prefect"), "--no-prompt", "deployment", "run", "label-backfill/label-backfill"]
-    refused = subprocess.run([*run_bad, "--param", bad], env=env, cwd=REPO, text=True,
-                             capture_output=True, timeout=120)  # fmt: skip
+    refused = subprocess.run(
+        [*run_bad, "--param", bad], env=env, cwd=REPO, text=True, capture_output=True, timeout=120
+    )
     assert refused.returncode != 0 and "top_k" in refused.stdout + refused.stderr  # refused at creation
     with ExitStack() as workers:
         for name in ["worker-a", "worker-b"]:
@@ -97,9 +104,22 @@ def test_fanout_on_workers_equals_a_single_process_run(
             log = tmp_path / f"{name}.log"
             proc = workers.enter_context(background([*cmd, "--limit", "2"], env, log, cwd=REPO))
             wait_until(lambda log=log: "started" in _log(log).lower(), 120, name, proc)
-        prefect(env, "deployment", "run", "label-fanout/label-fanout", "--param", "shards=3",
-                "--param", "workers=1", "--param", "poll_s=1", "--watch", "--watch-timeout", "540",
-                timeout_s=600)  # fmt: skip
+        prefect(
+            env,
+            "deployment",
+            "run",
+            "label-fanout/label-fanout",
+            "--param",
+            "shards=3",
+            "--param",
+            "workers=1",
+            "--param",
+            "poll_s=1",
+            "--watch",
+            "--watch-timeout",
+            "540",
+            timeout_s=600,
+        )
         logs = "".join(_log(tmp_path / f"{n}.log") for n in ["worker-a", "worker-b"])
     label_archive(LabelConfig(source=source, out=single, workers=1))
     assert len(run_sql(fanned, ROWS).rows) == len(run_sql(single, ROWS).rows) > 6

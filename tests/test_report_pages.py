@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audify_batch.checkpoint import load_checkpoint
-from audify_batch.cli import main
-from audify_batch.explain import explain_window, read_window, segment_start_s
-from audify_batch.pipeline import LabelConfig, label_archive
-from audify_batch.query import run_sql
-from audify_batch.report_html import ReportLimits, html_report
+from audify_batch.cli.main import main
+from audify_batch.model.checkpoint import load_checkpoint
+from audify_batch.report.explain import explain_window, read_window, segment_start_s
+from audify_batch.report.run_report import ReportLimits, html_report
+from audify_batch.run.pipeline import LabelConfig, label_archive
+from audify_batch.store.query import run_sql
 from tests.browser import check_page, screenshot
 from tests.conftest import write_noise, write_tone
 
@@ -34,8 +34,17 @@ def labeled(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> t
 def test_report_has_every_section_and_summarises_what_it_cuts(labeled: tuple[Path, Path]) -> None:
     _, out = labeled
     html = html_report(out, limits=ReportLimits(labels=3, recordings=4, review=5))
-    for heading in ["Run provenance", "Labels over the archive", "Labels per recording", "Timelines",
-                    "Events", "Confidence", "Least confident", "Close calls", "Failures (1)"]:  # fmt: skip
+    for heading in [
+        "Run provenance",
+        "Labels over the archive",
+        "Labels per recording",
+        "Timelines",
+        "Events",
+        "Confidence",
+        "Least confident",
+        "Close calls",
+        "Failures (1)",
+    ]:
         assert heading in html
     assert html.count("<img ") == 4 and "data:image/png;base64," in html
     assert "broken.wav" in html and "tiny-fake-0.1" in html
@@ -61,14 +70,40 @@ def test_explain_cli_by_time_and_by_segment_id(
 ) -> None:
     archive, out = labeled
     by_time = tmp_path / "by-time"
-    assert main(["explain", str(archive / "noise2.wav"), "--at", "11", "--model", str(tiny_model_dir),
-                 "--html-dir", str(by_time)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "explain",
+                str(archive / "noise2.wav"),
+                "--at",
+                "11",
+                "--model",
+                str(tiny_model_dir),
+                "--html-dir",
+                str(by_time),
+            ]
+        )
+        == 0
+    )
     assert (by_time / "index.html").is_file() and len(list(by_time.glob("*.png"))) == 4 + 3
     sql = "SELECT recording_id FROM segments WHERE uri LIKE '%noise2.wav' LIMIT 1"
     rid = run_sql(str(out), sql).rows[0][0]
     by_id = tmp_path / "by-id"
-    assert main(["explain", str(out), "--segment", f"{rid}:2", "--model", str(tiny_model_dir),
-                 "--html-dir", str(by_id)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "explain",
+                str(out),
+                "--segment",
+                f"{rid}:2",
+                "--model",
+                str(tiny_model_dir),
+                "--html-dir",
+                str(by_id),
+            ]
+        )
+        == 0
+    )
     assert (by_time / "gradcam.png").read_bytes() == (by_id / "gradcam.png").read_bytes()
     capsys.readouterr()
     assert main(["explain", str(archive / "noise0.wav"), "--at", "60", "--model", str(tiny_model_dir)]) == 1
@@ -81,8 +116,21 @@ def test_pages_render_in_chromium(labeled: tuple[Path, Path], tiny_model_dir: Pa
     report = tmp_path / "report.html"
     assert main(["report", str(out), "--html", str(report)]) == 0
     explained = tmp_path / "explain"
-    assert main(["explain", str(archive / "tone.flac"), "--at", "1", "--model", str(tiny_model_dir),
-                 "--html-dir", str(explained)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "explain",
+                str(archive / "tone.flac"),
+                "--at",
+                "1",
+                "--model",
+                str(tiny_model_dir),
+                "--html-dir",
+                str(explained),
+            ]
+        )
+        == 0
+    )
     for page, n_images in [(report, 4), (explained / "index.html", 4 + 3)]:
         check = check_page(page)
         assert (check.n_images, check.images_ok, check.console) == (n_images, True, [])

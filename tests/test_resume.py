@@ -14,13 +14,13 @@ import psutil
 import pyarrow.parquet as pq
 import pytest
 
-from audify_batch.pipeline import LabelConfig, label_archive
-from audify_batch.query import run_sql
+from audify_batch.run.pipeline import LabelConfig, label_archive
+from audify_batch.store.query import run_sql
 from tests.conftest import write_noise
 
 RUNNER = """
 import json, sys
-from audify_batch.pipeline import LabelConfig, label_archive
+from audify_batch.run.pipeline import LabelConfig, label_archive
 label_archive(LabelConfig(**json.loads(sys.argv[1])))
 """
 ROWS = "SELECT uri, segment_index, start_sample, end_sample, labels FROM segments ORDER BY ALL"
@@ -56,8 +56,14 @@ def test_kill_9_then_resume_matches_uninterrupted_run(
     archive: Path, tiny_model_dir: Path, reference: Path, tmp_path: Path, kill_after: int
 ) -> None:
     out = tmp_path / "out"
-    config = {"source": str(archive), "out": str(out), "model_dir": str(tiny_model_dir), "workers": 1,
-              "commit_every_segments": 1, "batch_size": 4}  # fmt: skip
+    config = {
+        "source": str(archive),
+        "out": str(out),
+        "model_dir": str(tiny_model_dir),
+        "workers": 1,
+        "commit_every_segments": 1,
+        "batch_size": 4,
+    }
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     proc = subprocess.Popen([sys.executable, "-c", RUNNER, json.dumps(config)], env=env)
     deadline = time.monotonic() + 120
@@ -76,11 +82,18 @@ def test_kill_9_then_resume_matches_uninterrupted_run(
 
 
 @pytest.mark.parametrize("start_method", ["fork", "forkserver"])
-def test_workers_end_when_the_run_is_killed(archive: Path, tiny_model_dir: Path, tmp_path: Path,
-                                            start_method: str) -> None:  # fmt: skip
-    config = {"source": str(archive), "out": str(tmp_path / "out"), "model_dir": str(tiny_model_dir),
-              "workers": 2, "batch_size": 1, "worker_start": start_method,
-              "commit_every_segments": 1}  # fmt: skip
+def test_workers_end_when_the_run_is_killed(
+    archive: Path, tiny_model_dir: Path, tmp_path: Path, start_method: str
+) -> None:
+    config = {
+        "source": str(archive),
+        "out": str(tmp_path / "out"),
+        "model_dir": str(tiny_model_dir),
+        "workers": 2,
+        "batch_size": 1,
+        "worker_start": start_method,
+        "commit_every_segments": 1,
+    }
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     proc = subprocess.Popen([sys.executable, "-c", RUNNER, json.dumps(config)], env=env)
     run = psutil.Process(proc.pid)
@@ -97,8 +110,9 @@ def test_workers_end_when_the_run_is_killed(archive: Path, tiny_model_dir: Path,
     assert alive == [], f"{len(alive)} worker processes outlived the killed run"
 
 
-def test_debris_of_a_killed_writer_is_removed(archive: Path, tiny_model_dir: Path, reference: Path,
-                                              tmp_path: Path) -> None:  # fmt: skip
+def test_debris_of_a_killed_writer_is_removed(
+    archive: Path, tiny_model_dir: Path, reference: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "out"
     config = LabelConfig(source=str(archive), out=str(out), model_dir=str(tiny_model_dir), workers=0)
     label_archive(config)

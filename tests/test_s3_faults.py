@@ -16,10 +16,10 @@ import fsspec
 import pytest
 import s3fs
 
-import audify_batch.loader as loader
-from audify_batch.pipeline import LabelConfig, label_archive
-from audify_batch.query import run_sql
-from audify_batch.retry import RetryPolicy, is_transient
+import audify_batch.ingest.loader as loader
+from audify_batch.ingest.retry import RetryPolicy, is_transient
+from audify_batch.run.pipeline import LabelConfig, label_archive
+from audify_batch.store.query import run_sql
 from tests.conftest import write_noise
 from tests.fault_proxy import fault_proxy
 from tests.s3_server import moto_s3
@@ -75,9 +75,15 @@ def test_faults_are_retried_and_a_hopeless_object_fails(
     monkeypatch.setattr(s3fs.core.S3File, "retries", 1)
 
     def config(out: Path, endpoint_url: str) -> LabelConfig:
-        return LabelConfig(source=f"s3://{name}/archive", out=str(out), model_dir=str(tiny_model_dir),
-                           workers=0, read_attempts=3, retry_delay_s=0.01,
-                           storage_options={**NO_BOTO_RETRIES, "endpoint_url": endpoint_url})  # fmt: skip
+        return LabelConfig(
+            source=f"s3://{name}/archive",
+            out=str(out),
+            model_dir=str(tiny_model_dir),
+            workers=0,
+            read_attempts=3,
+            retry_delay_s=0.01,
+            storage_options={**NO_BOTO_RETRIES, "endpoint_url": endpoint_url},
+        )
 
     clean = label_archive(config(tmp_path / "clean", endpoint))
     assert clean.n_failed == 0

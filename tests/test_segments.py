@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from audify_batch.segments import LastWindow, Segment, plan_segments
+from audify_batch.ingest.segments import LastWindow, Segment, plan_segments
 
 
 @st.composite

@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from audify_batch import query as Q
+from audify_batch.store import query as Q
 from tests.synthetic_output import (
     ERROR_C2,
     ERROR_E,

@@ -10,9 +10,9 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from audify_batch.pipeline import LabelConfig, label_archive
-from audify_batch.query import run_query_file, run_sql
-from audify_batch.sources import discover
+from audify_batch.ingest.sources import discover
+from audify_batch.run.pipeline import LabelConfig, label_archive
+from audify_batch.store.query import run_query_file, run_sql
 from tests.conftest import write_noise
 from tests.s3_server import S3_ENV, moto_s3
 
@@ -92,15 +92,18 @@ def test_discovery_of_folder_glob_and_list(archive: Storage, tmp_path: Path) -> 
 
 
 def test_label_rerun_and_query_behave_the_same(archive: Storage, tiny_model_dir: Path) -> None:
-    config = LabelConfig(source=archive.url("archive"), out=archive.url("out"), model_dir=str(tiny_model_dir),
-                         workers=1)  # fmt: skip
+    config = LabelConfig(
+        source=archive.url("archive"), out=archive.url("out"), model_dir=str(tiny_model_dir), workers=1
+    )
     first = label_archive(config)
     assert (first.n_labeled, first.n_failed, first.n_segments) == (3, 1, 2 + 3 + 1)
     assert [archive.relative(uri) for uri, _ in first.failures] == ["/archive/bad.wav"]
     again = label_archive(config)
     assert (again.n_labeled, again.n_skipped, again.n_failed) == (0, 3, 1)
-    rows = run_sql(archive.url("out"), "SELECT uri, segment_index, start_sample, end_sample, labels "
-                                       "FROM segments ORDER BY ALL").rows  # fmt: skip
+    rows = run_sql(
+        archive.url("out"),
+        "SELECT uri, segment_index, start_sample, end_sample, labels FROM segments ORDER BY ALL",
+    ).rows
     assert [(archive.relative(r[0]), r[1], r[2], r[3]) for r in rows] == [
         ("/archive/a/b/two.wav", 0, 0, 80_000),
         ("/archive/a/b/two.wav", 1, 80_000, 160_000),
@@ -114,8 +117,11 @@ def test_label_rerun_and_query_behave_the_same(archive: Storage, tiny_model_dir:
 
 
 def test_no_secret_reaches_the_output(archive: Storage, tiny_model_dir: Path) -> None:
-    label_archive(LabelConfig(source=archive.url("archive"), out=archive.url("out"),
-                              model_dir=str(tiny_model_dir), workers=0))  # fmt: skip
+    label_archive(
+        LabelConfig(
+            source=archive.url("archive"), out=archive.url("out"), model_dir=str(tiny_model_dir), workers=0
+        )
+    )
     fs, root = fsspec.core.url_to_fs(archive.url("out"))
     for path in fs.find(root):
         data = fs.cat_file(path)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from audify_batch.checkpoint import load_checkpoint
+from audify_batch.model.checkpoint import load_checkpoint
 from training.augment import (
     mixup,
     random_freq_shift,

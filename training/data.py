@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from audify_batch.audio_io import read_mono
-from audify_batch.features import FrontendConfig, LogMel
+from audify_batch.ingest.audio_io import read_mono
+from audify_batch.model.features import FrontendConfig, LogMel
 
 DEFAULT_ESC50_ROOT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "esc50"
 ESC50_N_CLASSES = 50

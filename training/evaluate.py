@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from audify_batch.checkpoint import CheckpointError, load_checkpoint
-from audify_batch.inference import Precision, predict_batch
-from audify_batch.model import AudioClassifier
+from audify_batch.model.checkpoint import CheckpointError, load_checkpoint
+from audify_batch.model.inference import Precision, predict_batch
+from audify_batch.model.network import AudioClassifier
 from training.data import DEFAULT_ESC50_ROOT, Clip, DatasetError, clip_waveform, load_dataset
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from audify_batch.model import ArchConfig, AudioResNet
+from audify_batch.model.network import ArchConfig, AudioResNet
 from training.augment import (
     mixup,
     random_freq_shift,

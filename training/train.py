@@ -2,7 +2,7 @@
 
     python -m training.train cv   --data ../shared/data/esc50 --out runs/cv
     python -m training.evaluate --model runs/cv/fold4 --out runs/cv/fold4_eval.json
-    python -m training.train full --data ../shared/data/esc50 --out audify_batch/models/default \
+    python -m training.train full --data ../shared/data/esc50 --out audify_batch/model/weights/default \
         --cv-results runs/cv/cv_results.json --eval-results runs/cv/fold4_eval.json
 
 Each fold's model is saved under OUT/foldK, its accuracy appended to
@@ -25,9 +25,9 @@ from pathlib import Path
 
 import torch
 
-from audify_batch.checkpoint import ModelCard, save_checkpoint
-from audify_batch.features import FrontendConfig
-from audify_batch.model import POOLINGS, ArchConfig, AudioClassifier
+from audify_batch.model.checkpoint import ModelCard, save_checkpoint
+from audify_batch.model.features import FrontendConfig
+from audify_batch.model.network import POOLINGS, ArchConfig, AudioClassifier
 from training.data import (
     DEFAULT_ESC50_ROOT,
     ESC50_FOLDS,
@@ -110,9 +110,13 @@ def _fit_and_save(
     """Train on ``train_mask`` and save; ``evaluation`` is read after training, for the card."""
     targets = torch.from_numpy(dataset.targets())
     frontend = FrontendConfig()
-    arch = ArchConfig(n_classes=len(dataset.labels), stem_channels=args.stem_channels,
-                      stage_channels=args.stage_channels, blocks_per_stage=args.blocks,
-                      pooling=args.pooling)  # fmt: skip
+    arch = ArchConfig(
+        n_classes=len(dataset.labels),
+        stem_channels=args.stem_channels,
+        stage_channels=args.stage_channels,
+        blocks_per_stage=args.blocks,
+        pooling=args.pooling,
+    )
     folds = sorted({int(f) for f in torch.from_numpy(dataset.folds())[train_mask].tolist()})
     facts = training_facts(args, cfg, folds)  # the commit as training starts
     net, mean, std = train_model(features[train_mask], targets[train_mask], arch, cfg, log_dir)
@@ -232,12 +236,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--blocks", type=_ints, default=ArchConfig.blocks_per_stage, help="residual blocks per stage"
     )
     parser.add_argument("--pooling", default=TRAINING_POOLING, choices=sorted(POOLINGS))
-    parser.add_argument("--time-stretch", type=float, default=TrainConfig.max_time_stretch,
-                        help="max time-stretch fraction, e.g. 0.2")  # fmt: skip
-    parser.add_argument("--freq-shift", type=int, default=TrainConfig.freq_shift_bins,
-                        help="max mel-band shift")  # fmt: skip
-    parser.add_argument("--exclude-folds", type=_ints, default=(),
-                        help="drop these folds entirely (recipe selection on an inner split)")  # fmt: skip
+    parser.add_argument(
+        "--time-stretch",
+        type=float,
+        default=TrainConfig.max_time_stretch,
+        help="max time-stretch fraction, e.g. 0.2",
+    )
+    parser.add_argument(
+        "--freq-shift", type=int, default=TrainConfig.freq_shift_bins, help="max mel-band shift"
+    )
+    parser.add_argument(
+        "--exclude-folds",
+        type=_ints,
+        default=(),
+        help="drop these folds entirely (recipe selection on an inner split)",
+    )
     parser.add_argument("--limit-clips", type=int, default=0, help="use only N clips (smoke tests)")
     parser.add_argument("--tb-dir", default="runs/tb/full", help="TensorBoard logs of the full run")
     parser.add_argument("--cv-results", help="cv_results.json to copy into the model card (full)")
@@ -254,8 +267,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    cfg = replace(TrainConfig(), epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
-                  max_time_stretch=args.time_stretch, freq_shift_bins=args.freq_shift)  # fmt: skip
+    cfg = replace(
+        TrainConfig(),
+        epochs=args.epochs,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        max_time_stretch=args.time_stretch,
+        freq_shift_bins=args.freq_shift,
+    )
     try:
         dataset = load_dataset(Path(args.data), expect_full=args.limit_clips == 0)
     except DatasetError as error:

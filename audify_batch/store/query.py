@@ -19,7 +19,7 @@ from typing import Any
 import duckdb
 import fsspec
 
-SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
+SQL_DIR = Path(__file__).resolve().parent / "sql"
 QUERY_FILES = ("label_counts", "top_segments", "timeline", "events", "similar_segments")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _RESERVED_PREFIX = "audify_"  # variables views.sql keeps its state in
@@ -42,12 +42,7 @@ class QueryResult:
 
 
 def sql_path(name: str) -> Path:
-    """The file ``sql/<name>.sql`` of the checkout this package runs from."""
-    if not SQL_DIR.is_dir():
-        raise FileNotFoundError(
-            f"SQL folder not found at {SQL_DIR}: audify_batch.query reads the repository's sql/ folder, "
-            "so install the project from its checkout (pip install -e .)"
-        )
+    """The file ``sql/<name>.sql`` shipped in this package (the repository's ``sql/`` links here)."""
     path = SQL_DIR / f"{name}.sql"
     if not _NAME.fullmatch(name) or not path.is_file():
         known = ", ".join(sorted(p.stem for p in SQL_DIR.glob("*.sql")))

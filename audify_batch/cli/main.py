@@ -11,21 +11,21 @@ import duckdb
 import torch
 
 from audify_batch import __version__
-from audify_batch.audio_io import AudioDecodeError
-from audify_batch.checkpoint import DEFAULT_MODEL_DIR, CheckpointError, load_checkpoint
-from audify_batch.cli_explain import add_explain_parser, run_explain
-from audify_batch.cli_label import add_label_parser, run_label
-from audify_batch.inference import (
+from audify_batch.cli.explain import add_explain_parser, run_explain
+from audify_batch.cli.label import add_label_parser, run_label
+from audify_batch.ingest.audio_io import AudioDecodeError
+from audify_batch.ingest.segments import LastWindow
+from audify_batch.ingest.sources import SourceError
+from audify_batch.model.checkpoint import DEFAULT_MODEL_DIR, CheckpointError, load_checkpoint
+from audify_batch.model.inference import (
     SEGMENT_S,
     Precision,
     SegmentPrediction,
     classify_file,
     prepare_for_inference,
 )
-from audify_batch.query import format_table, run_sql, text_report
-from audify_batch.report_html import html_report
-from audify_batch.segments import LastWindow
-from audify_batch.sources import SourceError
+from audify_batch.report.run_report import html_report
+from audify_batch.store.query import format_table, run_sql, text_report
 
 
 def _positive_int(text: str) -> int:
@@ -111,8 +111,13 @@ def run_classify(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    commands = {"classify": run_classify, "label": run_label, "query": run_query, "report": run_report,
-                "explain": run_explain}  # fmt: skip
+    commands = {
+        "classify": run_classify,
+        "label": run_label,
+        "query": run_query,
+        "report": run_report,
+        "explain": run_explain,
+    }
     try:
         return commands[args.command](args)
     except (

@@ -15,14 +15,14 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from audify_batch import schema as S
-from audify_batch.checkpoint import ModelCard
-from audify_batch.inference import Precision, predict_batch
-from audify_batch.loader import RecordingOutcome, SegmentChunk
-from audify_batch.model import AudioClassifier
+from audify_batch.ingest.loader import RecordingOutcome, SegmentChunk
+from audify_batch.ingest.sources import RecordingRef
+from audify_batch.model.checkpoint import ModelCard
+from audify_batch.model.inference import Precision, predict_batch
+from audify_batch.model.network import AudioClassifier
 from audify_batch.records import Progress, RunSummary
-from audify_batch.sink import ParquetSink
-from audify_batch.sources import RecordingRef
+from audify_batch.store import schema as S
+from audify_batch.store.sink import ParquetSink
 
 
 @dataclass
@@ -148,8 +148,12 @@ class RowCollector:
         rate = np.concatenate([np.full(len(r["segment_index"]), o.sample_rate_hz) for o, r in items])
         offsets = pa.array(np.arange(0, n * k + 1, k, dtype=np.int32))
         labels = np.asarray(self.card.labels, dtype=object)[cols["top_indices"].ravel()]
-        constant = {S.MODEL_NAME: self.card.name, S.MODEL_VERSION: self.card.version,
-                    S.CONFIG_HASH: self.config_hash, S.RUN_ID: self.run_id}  # fmt: skip
+        constant = {
+            S.MODEL_NAME: self.card.name,
+            S.MODEL_VERSION: self.card.version,
+            S.CONFIG_HASH: self.config_hash,
+            S.RUN_ID: self.run_id,
+        }
         arrays = {
             S.RECORDING_ID: pa.array([r.recording_id for r in refs]),
             S.URI: pa.array([r.uri for r in refs]),
@@ -176,6 +180,15 @@ class RowCollector:
     def summary(self, run_id: str, out: str, model: str, n_recordings: int, wall_s: float) -> RunSummary:
         counts = self.status_counts
         return RunSummary(
-            run_id, out, model, n_recordings, counts[S.STATUS_LABELED], counts[S.STATUS_FAILED],
-            counts[S.STATUS_SKIPPED], self.n_segments, self.audio_s, wall_s, tuple(self.failures),
-        )  # fmt: skip
+            run_id,
+            out,
+            model,
+            n_recordings,
+            counts[S.STATUS_LABELED],
+            counts[S.STATUS_FAILED],
+            counts[S.STATUS_SKIPPED],
+            self.n_segments,
+            self.audio_s,
+            wall_s,
+            tuple(self.failures),
+        )

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from audify_batch.explain import Explanation
-from audify_batch.html import esc, figure_png, img, page, table
+from audify_batch.report.explain import Explanation
+from audify_batch.report.html import esc, figure_png, img, page, table
 
 MAX_CHANNELS = 8
 
@@ -71,15 +71,23 @@ def stage_png(name: str, activation: np.ndarray) -> bytes:
         ax.imshow(activation[channel], origin="lower", aspect="auto", cmap="viridis")
         ax.set_title(f"ch {channel}", fontsize=8)
         ax.axis("off")
-    fig.suptitle(f"{name}: {activation.shape[0]} channels, {activation.shape[1]}x{activation.shape[2]}, "
-                 f"{len(strongest)} most active", fontsize=9, y=1.12)  # fmt: skip
+    fig.suptitle(
+        f"{name}: {activation.shape[0]} channels, {activation.shape[1]}x{activation.shape[2]}, "
+        f"{len(strongest)} most active",
+        fontsize=9,
+        y=1.12,
+    )
     return figure_png(fig)
 
 
 def figures(expl: Explanation) -> dict[str, bytes]:
     """File name -> PNG for every figure of the page, in page order."""
-    pngs = {"waveform.png": waveform_png(expl), "log_mel.png": log_mel_png(expl),
-            "top_k.png": top_k_png(expl), "gradcam.png": gradcam_png(expl)}  # fmt: skip
+    pngs = {
+        "waveform.png": waveform_png(expl),
+        "log_mel.png": log_mel_png(expl),
+        "top_k.png": top_k_png(expl),
+        "gradcam.png": gradcam_png(expl),
+    }
     for name, activation in expl.stages.items():
         pngs[f"stage_{name}.png"] = stage_png(name, activation)
     return pngs
@@ -92,8 +100,10 @@ def write_explanation(expl: Explanation, out_dir: Path, model: str) -> Path:
     for name, png in pngs.items():
         (out_dir / name).write_bytes(png)
     w = expl.window
-    facts = table(["recording", "segment", "model"],
-                  [[w.uri, f"{w.start_s:.2f}-{w.end_s:.2f} s of {w.duration_s:.2f} s", model]])  # fmt: skip
+    facts = table(
+        ["recording", "segment", "model"],
+        [[w.uri, f"{w.start_s:.2f}-{w.end_s:.2f} s of {w.duration_s:.2f} s", model]],
+    )
     ranked = [[i + 1, lab, c] for i, (lab, c) in enumerate(zip(expl.labels, expl.confidences, strict=True))]
     top = esc(expl.labels[0])
     sections = [

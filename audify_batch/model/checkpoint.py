@@ -16,12 +16,12 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from audify_batch.features import FrontendConfig
-from audify_batch.model import ArchConfig, AudioClassifier
+from audify_batch.model.features import FrontendConfig
+from audify_batch.model.network import ArchConfig, AudioClassifier
 
 CARD_FILE = "model_card.json"
 WEIGHTS_FILE = "model.safetensors"
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models" / "default"
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "weights" / "default"
 
 
 class CheckpointError(Exception):

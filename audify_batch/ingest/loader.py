@@ -22,11 +22,11 @@ import torch
 from fsspec.core import url_to_fs
 from torch.utils.data import IterableDataset, get_worker_info
 
-from audify_batch.audio_io import AudioDecodeError, decode_blocks, io_reason, open_audio
-from audify_batch.retry import ReadErrorTrap, RetryPolicy, is_transient
-from audify_batch.schema import STATUS_FAILED, STATUS_LABELED
-from audify_batch.segments import LastWindow, Segment, plan_segments, seconds_to_samples, segment_audio
-from audify_batch.sources import RecordingRef, fingerprint, is_local
+from audify_batch.ingest.audio_io import AudioDecodeError, decode_blocks, io_reason, open_audio
+from audify_batch.ingest.retry import ReadErrorTrap, RetryPolicy, is_transient
+from audify_batch.ingest.segments import LastWindow, Segment, plan_segments, seconds_to_samples, segment_audio
+from audify_batch.ingest.sources import RecordingRef, fingerprint, is_local
+from audify_batch.store.schema import STATUS_FAILED, STATUS_LABELED
 
 MAX_OUTCOMES_PER_CHUNK = 256
 STORAGE_ENV_PREFIXES = ("AWS_", "FSSPEC_")
@@ -214,8 +214,9 @@ def _segments_of(
 ) -> Iterator[SegmentPiece | RecordingOutcome]:
     with open_audio(trap, ref.uri) as audio:
         rate_hz, channels, n_frames = int(audio.samplerate), int(audio.channels), int(audio.frames)
-        facts = dict(fingerprint=print_, sample_rate_hz=rate_hz, channels=channels,
-                     duration_s=n_frames / rate_hz)  # fmt: skip
+        facts = dict(
+            fingerprint=print_, sample_rate_hz=rate_hz, channels=channels, duration_s=n_frames / rate_hz
+        )
         if n_frames <= 0:
             yield _failed(index, "no audio samples (zero-length audio)", **facts)
             return

@@ -21,9 +21,9 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from audify_batch.html import esc, figure_png, img, page, table
-from audify_batch.query import QueryResult, connect, fetch, normalize_out, remote_filesystem, subquery
-from audify_batch.sources import is_local
+from audify_batch.ingest.sources import is_local
+from audify_batch.report.html import esc, figure_png, img, page, table
+from audify_batch.store.query import QueryResult, connect, fetch, normalize_out, remote_filesystem, subquery
 
 REPORTS = "reports"  # OUT/reports/<run_id>.html, written by the flows
 

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from audify_batch.features import FrontendConfig, LogMel
+from audify_batch.model.features import FrontendConfig, LogMel
 
 
 def _global_mean(x: torch.Tensor) -> torch.Tensor:

@@ -8,11 +8,11 @@ from typing import Any
 
 from tqdm import tqdm
 
-from audify_batch.checkpoint import DEFAULT_MODEL_DIR
-from audify_batch.inference import Precision
-from audify_batch.pipeline import LabelConfig, label_archive
+from audify_batch.ingest.segments import LastWindow
+from audify_batch.model.checkpoint import DEFAULT_MODEL_DIR
+from audify_batch.model.inference import Precision
 from audify_batch.records import Progress, RunSummary
-from audify_batch.segments import LastWindow
+from audify_batch.run.pipeline import LabelConfig, label_archive
 
 EXIT_SOME_FAILED = 3
 

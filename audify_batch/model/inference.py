@@ -15,10 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from audify_batch.audio_io import probe, stream_mono
-from audify_batch.checkpoint import ModelCard
-from audify_batch.model import AudioClassifier
-from audify_batch.segments import (
+from audify_batch.ingest.audio_io import probe, stream_mono
+from audify_batch.ingest.segments import (
     SEGMENT_S,
     LastWindow,
     Segment,
@@ -27,6 +25,8 @@ from audify_batch.segments import (
     segment_audio,
     with_end,
 )
+from audify_batch.model.checkpoint import ModelCard
+from audify_batch.model.network import AudioClassifier
 
 
 class Precision(StrEnum):

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from audify_batch import schema as S
-from audify_batch.checkpoint import read_card
+from audify_batch.model.checkpoint import read_card
 from audify_batch.records import RunSummary
-from audify_batch.shards import Shard
-from audify_batch.sink import ParquetSink
+from audify_batch.run.shards import Shard
+from audify_batch.store import schema as S
+from audify_batch.store.sink import ParquetSink
 
 STATUS_RANK = {S.STATUS_LABELED: 2, S.STATUS_FAILED: 1, S.STATUS_SKIPPED: 0}
 

@@ -19,8 +19,8 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
 
-from audify_batch import schema as S
-from audify_batch.sources import is_local
+from audify_batch.ingest.sources import is_local
+from audify_batch.store import schema as S
 
 TMP_SUFFIX = ".tmp"
 

@@ -9,9 +9,9 @@ from typing import Any
 from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact, update_progress_artifact
 
-from audify_batch.query import QueryResult, label_counts, markdown_table, remote_filesystem
 from audify_batch.records import Progress, RunSummary
-from audify_batch.report_html import store_report
+from audify_batch.report.run_report import store_report
+from audify_batch.store.query import QueryResult, label_counts, markdown_table, remote_filesystem
 
 PROGRESS_KEY = "label-progress"
 SUMMARY_KEY = "label-summary"

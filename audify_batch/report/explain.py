@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from fsspec.core import url_to_fs
 
-from audify_batch.audio_io import AudioDecodeError, open_audio, resample, to_mono
-from audify_batch.checkpoint import ModelCard
-from audify_batch.model import AudioClassifier, capture_activations
-from audify_batch.segments import SEGMENT_S
+from audify_batch.ingest.audio_io import AudioDecodeError, open_audio, resample, to_mono
+from audify_batch.ingest.segments import SEGMENT_S
+from audify_batch.model.checkpoint import ModelCard
+from audify_batch.model.network import AudioClassifier, capture_activations
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from audify_batch.checkpoint import DEFAULT_MODEL_DIR, load_checkpoint
-from audify_batch.explain import explain_window, read_window, segment_start_s
-from audify_batch.explain_page import write_explanation
-from audify_batch.query import run_sql
+from audify_batch.model.checkpoint import DEFAULT_MODEL_DIR, load_checkpoint
+from audify_batch.report.explain import explain_window, read_window, segment_start_s
+from audify_batch.report.explain_page import write_explanation
+from audify_batch.store.query import run_sql
 
 
 def add_explain_parser(commands: Any) -> None:
@@ -35,9 +35,12 @@ def locate_segment(out: str, segment: str) -> tuple[str, float]:
     recording_id, _, index = segment.partition(":")
     if not recording_id or not index.isdigit():
         raise ValueError(f"--segment wants RECORDING_ID:SEGMENT_INDEX, got {segment!r}")
-    rows = run_sql(out, "SELECT uri, start_s FROM segments WHERE recording_id = getvariable('rid') "
-                        "AND segment_index = getvariable('idx') LIMIT 1",
-                   {"rid": recording_id, "idx": int(index)}).rows  # fmt: skip
+    rows = run_sql(
+        out,
+        "SELECT uri, start_s FROM segments WHERE recording_id = getvariable('rid') "
+        "AND segment_index = getvariable('idx') LIMIT 1",
+        {"rid": recording_id, "idx": int(index)},
+    ).rows
     if not rows:
         raise ValueError(f"no segment {segment} in {out}")
     return rows[0][0], float(rows[0][1])
@@ -55,6 +58,8 @@ def run_explain(args: argparse.Namespace) -> int:
     page = write_explanation(explanation, args.html_dir, f"{card.name} {card.version}")
     for label, confidence in zip(explanation.labels, explanation.confidences, strict=True):
         print(f"{label:<20} {confidence:.3f}")
-    print(f"wrote {page} and {len(list(args.html_dir.glob('*.png')))} figures "
-          f"in {time.perf_counter() - started:.1f} s")  # fmt: skip
+    print(
+        f"wrote {page} and {len(list(args.html_dir.glob('*.png')))} figures "
+        f"in {time.perf_counter() - started:.1f} s"
+    )
     return 0

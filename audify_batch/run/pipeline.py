@@ -22,18 +22,18 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from audify_batch import schema as S
-from audify_batch.checkpoint import DEFAULT_MODEL_DIR, ModelCard, load_checkpoint
-from audify_batch.inference import Precision, prepare_for_inference, resolve_precision
-from audify_batch.loader import SegmentDataset, SegmentingConfig, init_worker
-from audify_batch.model import AudioClassifier
+from audify_batch.ingest.loader import SegmentDataset, SegmentingConfig, init_worker
+from audify_batch.ingest.retry import RetryPolicy
+from audify_batch.ingest.segments import LastWindow
+from audify_batch.ingest.sources import RecordingRef, discover_all, modified_between
+from audify_batch.model.checkpoint import DEFAULT_MODEL_DIR, ModelCard, load_checkpoint
+from audify_batch.model.inference import Precision, prepare_for_inference, resolve_precision
+from audify_batch.model.network import AudioClassifier
 from audify_batch.records import Progress, RunSummary
-from audify_batch.retry import RetryPolicy
-from audify_batch.rows import RowCollector
-from audify_batch.segments import LastWindow
-from audify_batch.shards import Shard, in_shard
-from audify_batch.sink import ParquetSink
-from audify_batch.sources import RecordingRef, discover_all, modified_between
+from audify_batch.run.rows import RowCollector
+from audify_batch.run.shards import Shard, in_shard
+from audify_batch.store import schema as S
+from audify_batch.store.sink import ParquetSink
 
 
 @dataclass(frozen=True)
@@ -268,17 +268,30 @@ def label_archive(
     refs = find_recordings(config)
     todo, unchanged = split_new(refs, sink, run.config_hash)
     run.n_recordings = len(refs)
-    collector = RowCollector(refs=todo, card=card, run_id=run.run_id, config_hash=run.config_hash,
-                             top_k=config.top_k)  # fmt: skip
+    collector = RowCollector(
+        refs=todo, card=card, run_id=run.run_id, config_hash=run.config_hash, top_k=config.top_k
+    )
     sink.write_run(_run_row(run, "running", None))
     try:
         if todo:
-            _label_loop(run, model, make_loader(todo, config, card.frontend.sample_rate_hz, device),
-                        collector, sink, progress, model_gate)  # fmt: skip
+            _label_loop(
+                run,
+                model,
+                make_loader(todo, config, card.frontend.sample_rate_hz, device),
+                collector,
+                sink,
+                progress,
+                model_gate,
+            )
         collector.commit_skipped(sink, unchanged)
     except BaseException:
         sink.write_run(_run_row(run, S.RUN_FAILED, collector))
         raise
     sink.write_run(_run_row(run, S.RUN_COMPLETED, collector))
-    return collector.summary(run.run_id, config.out, f"{card.name} {card.version}", len(refs),
-                             time.perf_counter() - run.started_clock)  # fmt: skip
+    return collector.summary(
+        run.run_id,
+        config.out,
+        f"{card.name} {card.version}",
+        len(refs),
+        time.perf_counter() - run.started_clock,
+    )

@@ -1,0 +1,1 @@
+"""The ``audify`` command line: one module per subcommand group, ``main`` dispatches."""

@@ -1,0 +1,1 @@
+audify_batch/store/sql

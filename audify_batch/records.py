@@ -1,8 +1,25 @@
-"""Small records a run reports: progress while it runs, the summary when it ends."""
+"""Small records shared by every layer: statuses, progress while a run goes, the summary when it ends."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
+
+
+class RecordingStatus(StrEnum):
+    """What a run did with one recording (the ``status`` column of ``recordings``)."""
+
+    LABELED = "labeled"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # unchanged since it was labeled with the same settings
+
+
+class RunStatus(StrEnum):
+    """The state of a run (the ``status`` column of ``runs``)."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
 
 
 @dataclass(frozen=True)

@@ -3,13 +3,42 @@
 from __future__ import annotations
 
 import csv
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+from training.data import SHARED_DATA
+
 CACHE = Path("/tmp/audify-bench")
+CLIP_RATE_HZ = 44_100
+CLIP_SAMPLES = 5 * CLIP_RATE_HZ  # every fold-4 clip is exactly one 5-second segment
+
+
+@dataclass(frozen=True)
+class LongRecording:
+    path: Path
+    categories: tuple[str, ...]  # the class of each 5-second segment, in order
+
+
+def fold4_clips(shared_data: Path = SHARED_DATA) -> list[tuple[Path, str]]:
+    """(path, category) of the 400 fold-4 clips at 44.1 kHz, by file name."""
+    folder = shared_data / "esc50-fold4-44k"
+    with (folder / "fold4.csv").open(newline="") as handle:
+        rows = sorted(csv.DictReader(handle), key=lambda row: row["filename"])
+    return [(folder / "audio" / row["filename"], row["category"]) for row in rows]
+
+
+def join_clips(path: Path, clips: list[tuple[Path, str]]) -> LongRecording:
+    """One 44.1 kHz FLAC of whole 5-second clips: clip boundaries fall on segment boundaries."""
+    with sf.SoundFile(str(path), "w", CLIP_RATE_HZ, 1, subtype="PCM_16") as out:
+        for clip, _ in clips:
+            data, rate_hz = sf.read(str(clip), dtype="float32")
+            if rate_hz != CLIP_RATE_HZ or data.shape != (CLIP_SAMPLES,):
+                raise ValueError(f"{clip}: {rate_hz} Hz, shape {data.shape}; need mono 5 s at 44.1 kHz")
+            out.write(data)
+    return LongRecording(path, tuple(category for _, category in clips))
 
 
 def fold4_archive(n_files: int = 8, clips_per_file: int = 50) -> Path:
@@ -18,13 +47,9 @@ def fold4_archive(n_files: int = 8, clips_per_file: int = 50) -> Path:
     if folder.is_dir() and len(list(folder.glob("*.flac"))) == n_files:
         return folder
     folder.mkdir(parents=True, exist_ok=True)
-    source = SHARED / "esc50-fold4-44k"
-    with (source / "fold4.csv").open(newline="") as handle:
-        names = sorted(row["filename"] for row in csv.DictReader(handle))
+    clips = fold4_clips()
     for i in range(n_files):
-        with sf.SoundFile(str(folder / f"long{i:02d}.flac"), "w", 44_100, 1, subtype="PCM_16") as out:
-            for name in names[i * clips_per_file : (i + 1) * clips_per_file]:
-                out.write(sf.read(str(source / "audio" / name), dtype="float32")[0])
+        join_clips(folder / f"long{i:02d}.flac", clips[i * clips_per_file : (i + 1) * clips_per_file])
     return folder
 
 

@@ -22,10 +22,11 @@ import torch
 
 from audify_batch.model.checkpoint import CARD_FILE, DEFAULT_MODEL_DIR, load_checkpoint
 from audify_batch.model.inference import Precision, cpu_supports_bf16, predict_batch, prepare_for_inference
+from audify_batch.model.network import AudioClassifier
 
 
 def measure(
-    model: torch.nn.Module, precision: Precision, batch_size: int, batches: int, repeats: int
+    model: AudioClassifier, precision: Precision, batch_size: int, batches: int, repeats: int
 ) -> float:
     gen = torch.Generator().manual_seed(0)
     n_samples = 5 * model.frontend.config.sample_rate_hz

@@ -23,7 +23,8 @@ import torch
 from audify_batch.ingest.audio_io import resample
 from audify_batch.model.checkpoint import load_checkpoint
 from audify_batch.model.inference import Precision
-from audify_batch.run.pipeline import LabelConfig, label_archive
+from audify_batch.run.config import LabelConfig
+from audify_batch.run.pipeline import label_archive
 from bench.archive import fold4_archive
 
 
@@ -57,7 +58,7 @@ def main() -> None:
     audio_s = sum(sf.info(str(p)).duration for p in folder.glob("*.flac"))
     out = Path(tempfile.mkdtemp(prefix="audify-bench-out-"))
     try:
-        config = LabelConfig(
+        config = LabelConfig.of(
             source=str(folder), out=str(out), workers=args.workers, precision=Precision(args.precision)
         )
         started = time.perf_counter()

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import fsspec
 
-from audify_batch.run.pipeline import LabelConfig, label_archive
+from audify_batch.run.config import LabelConfig
+from audify_batch.run.pipeline import label_archive
 from bench.archive import fold4_archive
-from tests.services import seaweed_s3
+from bench.services import seaweed_s3
 
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "bench",
@@ -29,7 +30,7 @@ CREDENTIALS = {
 
 def timed_run(source: str, out: str) -> tuple[float, float]:
     started = time.perf_counter()
-    summary = label_archive(LabelConfig(source=source, out=out))
+    summary = label_archive(LabelConfig.of(source=source, out=out))
     return summary.audio_s, time.perf_counter() - started
 
 

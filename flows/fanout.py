@@ -1,11 +1,13 @@
 """Prefect flow: split a large archive into shards and label them in parallel on a work pool.
 
-The parent cleans the output, starts one run of the shard deployment
-(``label-archive/label-shard``) per shard with ``run_deployment``, waits,
-re-runs only the shards that failed (each skips what its failed attempt
-already committed), cleans again and publishes one summary over all shards.
-Shards are disjoint by a stable hash of the URI, so the result is one
-dataset with no duplicates, equal to a single-process run.
+The parent cleans the output, lists SOURCE once into a manifest
+(``OUT/manifests/<batch_id>.parquet``, each recording with its shard), starts
+one run of the shard deployment (``label-archive/label-shard``) per shard with
+``run_deployment``, each labeling only its slice of the manifest (no shard
+lists SOURCE), waits, re-runs only the shards that failed (each skips what its
+failed attempt already committed), cleans again and publishes one summary over
+all shards. Shards are disjoint by a stable hash of the URI, so the result is
+one dataset with no duplicates, equal to a single-process run.
 """
 
 from __future__ import annotations
@@ -13,15 +15,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from prefect import flow, get_run_logger, task
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.runtime import flow_run
 from pydantic import Field
 
-from audify_batch.model.checkpoint import DEFAULT_MODEL_DIR
 from audify_batch.orchestration.artifacts import publish_summary
 from audify_batch.orchestration.storage import storage_options_from_block
 from audify_batch.run.batches import (
@@ -32,6 +34,8 @@ from audify_batch.run.batches import (
     run_shards,
     summarize_batch,
 )
+from audify_batch.run.config import RuntimeConfig
+from audify_batch.run.manifest import Manifest, create_manifest
 from audify_batch.run.shards import Shard, all_shards
 
 SHARD_DEPLOYMENT = "label-archive/label-shard"
@@ -40,6 +44,14 @@ SHARD_DEPLOYMENT = "label-archive/label-shard"
 @task(retries=3, retry_delay_seconds=[2, 10, 30])
 def clean_task(out: str, model_dir: str, storage_block: str | None = None) -> int:
     return clean_output(out, model_dir, storage_options_from_block(storage_block))
+
+
+@task(retries=3, retry_delay_seconds=[2, 10, 30])
+def manifest_task(
+    source: str, out: str, batch_id: str, shards: int, storage_block: str | None = None
+) -> Manifest:
+    """The fan-out's one listing of SOURCE, written under OUT for the shards (whole again on a retry)."""
+    return create_manifest(source, out, batch_id, shards, storage_options_from_block(storage_block))
 
 
 def wait_for_runs(run_ids: dict[Shard, Any], poll_s: float) -> dict[Shard, Any]:
@@ -66,9 +78,8 @@ def deployment_launcher(
         runs = {}
         for shard in pending:
             name = f"shard-{shard.name}-try-{attempt}"
-            runs[shard] = run_deployment(
-                deployment, parameters=parameters(shard), timeout=0, flow_run_name=name
-            ).id
+            started = run_deployment(deployment, parameters=parameters(shard), timeout=0, flow_run_name=name)
+            runs[shard] = cast(FlowRun, started).id  # sync caller: async_dispatch returns the FlowRun
         states = wait_for_runs(runs, poll_s)
         return [ShardResult(s, attempt, states[s].is_completed(), states[s].name) for s in pending]
 
@@ -80,7 +91,7 @@ def fanout_flow(
     source: str,
     out: str,
     shards: Annotated[int, Field(ge=1, le=256)] = 4,
-    model_dir: str = str(DEFAULT_MODEL_DIR),
+    model_dir: str = RuntimeConfig.model_dir,
     max_attempts: Annotated[int, Field(ge=1, le=10)] = 2,
     shard_deployment: str = SHARD_DEPLOYMENT,
     workers: Annotated[int | None, Field(ge=0, le=64)] = None,
@@ -93,6 +104,8 @@ def fanout_flow(
     started = time.perf_counter()
     batch_id = str(flow_run.get_id() or f"local-{time.time_ns()}")
     logger.info("removed %d debris files before fan-out", clean_task(out, model_dir, storage_block))
+    manifest = manifest_task(source, out, batch_id, shards, storage_block)
+    logger.info("listed %d recordings once into %s", manifest.n_recordings, manifest.uri)
 
     def parameters(shard: Shard) -> dict[str, Any]:
         return dict(
@@ -104,6 +117,7 @@ def fanout_flow(
             shard_index=shard.index,
             shard_count=shard.count,
             batch_id=batch_id,
+            manifest=manifest.uri,
             storage_block=storage_block,
         )
 

@@ -18,25 +18,26 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from audify_batch.model.checkpoint import DEFAULT_MODEL_DIR
+from audify_batch.ingest.segments import SegmentingConfig
 from audify_batch.orchestration.artifacts import publish_summary
 from audify_batch.orchestration.storage import storage_options_from_block
 from audify_batch.orchestration.tasks import count_recordings, label_task
-from audify_batch.run.pipeline import LabelConfig
+from audify_batch.run.config import LabelConfig, OutputConfig, RuntimeConfig
 
 
 @flow(name="label-archive", log_prints=True)
 def label_archive_flow(
     source: str,
     out: str,
-    model_dir: str = str(DEFAULT_MODEL_DIR),
-    hop_s: float = 5.0,
-    top_k: int = 5,
-    batch_size: int = 64,
+    model_dir: str = RuntimeConfig.model_dir,
+    hop_s: float | None = SegmentingConfig.hop_s,
+    top_k: int = OutputConfig.top_k,
+    batch_size: int = RuntimeConfig.batch_size,
     workers: int | None = None,
     shard_index: int = 0,
     shard_count: int = 1,
     batch_id: str | None = None,
+    manifest: str | None = None,
     gpu_limit: str | None = None,
     storage_block: str | None = None,
 ) -> dict[str, Any]:
@@ -44,12 +45,15 @@ def label_archive_flow(
 
     ``storage_block``: name of a Secret block with fsspec storage options (credentials,
     endpoint); without it the AWS environment and config files of the worker are used.
+    ``manifest``: the fan-out's listing of SOURCE (``OUT/manifests/<batch_id>.parquet``); the run
+    labels its shard's slice of it and never lists SOURCE itself.
     """
     logger = get_run_logger()
     options = storage_options_from_block(storage_block)
-    config = LabelConfig(
-        source=source,
-        out=out,
+    config = LabelConfig.of(
+        source,
+        out,
+        options,
         model_dir=model_dir,
         hop_s=hop_s,
         top_k=top_k,
@@ -58,9 +62,10 @@ def label_archive_flow(
         shard_index=shard_index,
         shard_count=shard_count,
         batch_id=batch_id,
-        storage_options=options,
+        manifest=manifest,
     )
-    logger.info("%d recordings under %s", count_recordings(source, storage_block), source)
+    found_in = f"the manifest {manifest}" if manifest else source
+    logger.info("%d recordings for this run in %s", count_recordings(config), found_in)
     summary = label_task(config, gpu_limit)
     shard = f" shard {shard_index + 1}/{shard_count}" if shard_count > 1 else ""
     publish_summary(
@@ -83,7 +88,7 @@ def main() -> None:
     )
     parser.add_argument("source")
     parser.add_argument("out")
-    parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR))
+    parser.add_argument("--model", default=RuntimeConfig.model_dir)
     args = parser.parse_args()
     label_archive_flow(args.source, args.out, model_dir=args.model)
 

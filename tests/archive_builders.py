@@ -1,37 +1,15 @@
-"""Build small archives for pipeline tests: real ESC-50 clips joined end to end, bad files, odd audio."""
+"""Build small archives for pipeline tests: real ESC-50 clips joined end to end (the joining is
+bench.archive's, shared with the benchmarks), bad files, odd audio."""
 
 from __future__ import annotations
 
-import csv
 import wave
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-
-@dataclass(frozen=True)
-class LongRecording:
-    path: Path
-    categories: tuple[str, ...]  # the class of each 5-second segment, in order
-
-
-def fold4_clips(shared_data: Path) -> list[tuple[Path, str]]:
-    folder = shared_data / "esc50-fold4-44k"
-    with (folder / "fold4.csv").open(newline="") as handle:
-        rows = sorted(csv.DictReader(handle), key=lambda row: row["filename"])
-    return [(folder / "audio" / row["filename"], row["category"]) for row in rows]
-
-
-def join_clips(path: Path, clips: list[tuple[Path, str]]) -> LongRecording:
-    """One 44.1 kHz FLAC of whole 5-second clips: clip boundaries fall on segment boundaries."""
-    with sf.SoundFile(str(path), "w", 44_100, 1, subtype="PCM_16") as out:
-        for clip, _ in clips:
-            data, rate = sf.read(str(clip), dtype="float32")
-            assert rate == 44_100 and len(data) == 220_500
-            out.write(data)
-    return LongRecording(path, tuple(category for _, category in clips))
+from bench.archive import LongRecording, fold4_clips, join_clips
 
 
 def real_archive(

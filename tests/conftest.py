@@ -15,11 +15,11 @@ import pytest
 import soundfile as sf
 from hypothesis import settings
 
+from training.data import SHARED_DATA
+
 # Deterministic property tests: fixed examples, no wall-clock deadline.
 settings.register_profile("audify", derandomize=True, deadline=None, max_examples=200)
 settings.load_profile("audify")
-
-SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +34,7 @@ def prefect_harness() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def seaweed_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One SeaweedFS (``weed mini``) per test session: it binds fixed ports."""
-    from tests.services import seaweed_s3
+    from bench.services import seaweed_s3
 
     base = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     with seaweed_s3(tmp_path_factory.mktemp("seaweed"), base) as endpoint:
@@ -101,3 +101,24 @@ def write_noise(
     subtype = "VORBIS" if path.suffix in (".ogg", ".oga") else "PCM_16"
     sf.write(str(path), data if channels > 1 else data[:, 0], sample_rate_hz, subtype=subtype)
     return path
+
+
+SEGMENT_KEYS = "SELECT uri, segment_index, start_sample, end_sample, labels FROM segments ORDER BY ALL"
+SEGMENT_SCORES = "SELECT confidences, embedding FROM segments ORDER BY uri, segment_index"
+
+
+def assert_same_segments(out_a: str, out_b: str, atol: float = 1e-5) -> None:
+    """The same segment rows in two OUTs: keys, bounds and labels exactly, scores to float rounding.
+
+    Runs that group segments into batches differently (a single run and its shards) may round
+    the last bit of a float32 differently (oneDNN picks kernels by batch shape); nothing else
+    may differ.
+    """
+    from audify_batch.store.query import run_sql
+
+    assert run_sql(out_a, SEGMENT_KEYS).rows == run_sql(out_b, SEGMENT_KEYS).rows
+    scores_a, scores_b = run_sql(out_a, SEGMENT_SCORES).rows, run_sql(out_b, SEGMENT_SCORES).rows
+    assert len(scores_a) == len(scores_b)
+    for (conf_a, emb_a), (conf_b, emb_b) in zip(scores_a, scores_b, strict=True):
+        np.testing.assert_allclose(conf_a, conf_b, rtol=0, atol=atol)
+        np.testing.assert_allclose(emb_a, emb_b, rtol=0, atol=atol)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from audify_batch.cli.main import main
-from audify_batch.ingest.segments import LastWindow
+from audify_batch.ingest.segments import LastWindow, SegmentingConfig
 from audify_batch.model.checkpoint import load_checkpoint
 from audify_batch.model.inference import classify_file
 from tests.conftest import write_tone
@@ -33,9 +33,11 @@ def test_classify_any_length_rate_and_channels(tmp_path: Path, capsys: pytest.Ca
 def test_hop_and_last_window_policy(tmp_path: Path) -> None:
     model, card = load_checkpoint()
     path = write_tone(tmp_path / "tone.flac", 12.0, 22_050)
-    overlapped = list(classify_file(model, card, path, k=1, hop_s=2.5))
+    overlapped = list(classify_file(model, card, path, k=1, segmenting=SegmentingConfig(hop_s=2.5)))
     assert [(p.start_s, p.end_s) for p in overlapped] == [(0.0, 5.0), (2.5, 7.5), (5.0, 10.0), (7.5, 12.0)]
-    dropped = list(classify_file(model, card, path, k=1, last_window=LastWindow.DROP))
+    dropped = list(
+        classify_file(model, card, path, k=1, segmenting=SegmentingConfig(last_window=LastWindow.DROP))
+    )
     assert [(p.start_s, p.end_s) for p in dropped] == [(0.0, 5.0), (5.0, 10.0)]
     one_sample = list(classify_file(model, card, write_tone(tmp_path / "one.wav", 1 / 8_000, 8_000), k=2))
     assert len(one_sample) == 1 and one_sample[0].end_s == 1 / 8_000

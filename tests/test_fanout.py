@@ -5,21 +5,21 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from audify_batch.run.batches import ShardResult, clean_output, failed_shards, run_shards, summarize_batch
-from audify_batch.run.pipeline import LabelConfig, label_archive
+from audify_batch.run.config import LabelConfig
+from audify_batch.run.manifest import create_manifest
+from audify_batch.run.pipeline import label_archive
 from audify_batch.run.shards import Shard, all_shards, in_shard, shard_of
 from audify_batch.store.query import run_sql
-from tests.conftest import write_noise
+from tests.conftest import assert_same_segments, write_noise
 
-ROWS = (
-    "SELECT uri, segment_index, start_sample, end_sample, labels, confidences, embedding "
-    "FROM segments ORDER BY ALL"
-)
+RECORDINGS = "SELECT uri, size_bytes, mtime_s, status, n_segments, duration_s FROM recordings ORDER BY ALL"
 
 
 @given(st.lists(st.text(min_size=1, max_size=40), unique=True, max_size=60), st.integers(1, 9))
@@ -32,7 +32,7 @@ def test_shard_is_validated() -> None:
     with pytest.raises(ValueError):
         Shard(3, 3)
     with pytest.raises(ValueError):
-        LabelConfig(source="x", out="y", shard_index=2, shard_count=2)
+        LabelConfig.of(source="x", out="y", shard_index=2, shard_count=2)
 
 
 def test_only_failed_shards_are_run_again() -> None:
@@ -52,28 +52,33 @@ def test_only_failed_shards_are_run_again() -> None:
     assert failed_shards(run_shards(all_shards(3), always_fails_2, max_attempts=2)) == [Shard(2, 3)]
 
 
-def test_shard_runs_side_by_side_equal_one_run(tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_shard_runs_from_one_manifest_equal_one_run(tiny_model_dir: Path, tmp_path: Path) -> None:
     archive = tmp_path / "archive"
     archive.mkdir()
     for i in range(7):
         write_noise(archive / f"r{i}.wav", 3.0 + 2 * i, seed=i)
     (archive / "bad.wav").write_bytes(b"not audio")
     single, fanned = str(tmp_path / "single"), str(tmp_path / "fanned")
-    base = dict(source=str(archive), model_dir=str(tiny_model_dir), workers=0)
-    label_archive(LabelConfig(out=single, **base))
+    base: dict[str, Any] = dict(source=str(archive), model_dir=str(tiny_model_dir), workers=0)
+    label_archive(LabelConfig.of(out=single, **base))
     # A crashed shard leaves an uncommitted segments part; the parent cleans it afterwards.
     debris = Path(fanned) / "segments" / "model=tiny-fake-0.1" / "part-crashed-00000.parquet"
     debris.parent.mkdir(parents=True)
     debris.write_bytes(b"half a file")
+    manifest = create_manifest(str(archive), fanned, "b1", 3)  # the parent lists once
+    assert manifest.n_recordings == 8
     for index in range(3):
-        label_archive(LabelConfig(out=fanned, shard_index=index, shard_count=3, batch_id="b1", **base))
+        shard: dict[str, Any] = dict(shard_index=index, shard_count=3, batch_id="b1", manifest=manifest.uri)
+        label_archive(LabelConfig.of(out=fanned, **shard, **base))
     assert debris.exists()  # shards never clean: another shard may be writing
     assert clean_output(fanned, str(tiny_model_dir)) == 1
-    assert run_sql(fanned, ROWS).rows == run_sql(single, ROWS).rows
+    assert_same_segments(fanned, single)
+    assert run_sql(fanned, RECORDINGS).rows == run_sql(single, RECORDINGS).rows
     summary = summarize_batch(fanned, str(tiny_model_dir), "b1", wall_s=1.0)
     assert (summary.n_recordings, summary.n_labeled, summary.n_failed) == (8, 7, 1)
     assert summary.n_segments == run_sql(single, "SELECT count(*) FROM segments").rows[0][0]
-    again = label_archive(LabelConfig(out=fanned, shard_index=0, shard_count=3, batch_id="b2", **base))
+    # Without a manifest a shard lists SOURCE itself and keeps its own URIs: the same recordings.
+    again = label_archive(LabelConfig.of(out=fanned, shard_index=0, shard_count=3, batch_id="b2", **base))
     assert again.n_labeled == 0  # a re-run shard skips what is committed
     assert summarize_batch(fanned, str(tiny_model_dir), "b2", 1.0).n_skipped == again.n_skipped
 
@@ -90,7 +95,7 @@ def test_model_gate_wraps_every_model_step(tiny_model_dir: Path, tmp_path: Path)
         entered.append(1)
         yield
 
-    config = LabelConfig(
+    config = LabelConfig.of(
         source=str(archive), out=str(tmp_path / "out"), model_dir=str(tiny_model_dir), workers=0, batch_size=2
     )
     summary = label_archive(config, model_gate=gate)

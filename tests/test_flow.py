@@ -28,23 +28,63 @@ def test_flow_labels_an_archive_and_publishes_artifacts(
     archive.mkdir()
     for i in range(3):
         write_noise(archive / f"r{i}.flac", 8.0, seed=i)
-    (archive / "broken.wav").write_bytes(b"nope")
+    broken = archive / "broken.wav"
+    broken.write_bytes(b"nope")
     out = tmp_path / "out"
     result = label_archive_flow(str(archive), str(out), model_dir=str(tiny_model_dir), workers=1)
-    assert (result["n_labeled"], result["n_failed"], result["n_segments"]) == (3, 1, 6)
-    assert run_sql(str(out), "SELECT count(*) FROM segments").rows[0][0] == 6
+    figures = ("n_recordings", "n_labeled", "n_skipped", "n_failed", "n_segments")
+    assert tuple(result[f] for f in figures) == (4, 3, 0, 1, 6)  # 8 s -> two 5 s segments each
+    assert (result["out"], result["model"]) == (str(out), "tiny-fake 0.1")
+    assert [uri for uri, _ in result["failures"]] == [str(broken)]
+    assert result["failures"][0][1]  # a reason, not an empty string
+    assert result["audio_s"] == pytest.approx(3 * 8.0)
+
+    # What the flow reports is what it wrote.
+    per_recording = run_sql(str(out), "SELECT uri, status, n_segments FROM recordings ORDER BY uri").rows
+    names = [(Path(uri).name, status, n) for uri, status, n in per_recording]
+    assert names == [
+        ("broken.wav", "failed", 0),
+        ("r0.flac", "labeled", 2),
+        ("r1.flac", "labeled", 2),
+        ("r2.flac", "labeled", 2),
+    ]
+    segments = run_sql(
+        str(out), "SELECT count(*), count(DISTINCT uri), min(run_id), max(run_id) FROM segments"
+    )
+    assert segments.rows[0] == (6, 3, result["run_id"], result["run_id"])
+    run = run_sql(
+        str(out), "SELECT run_id, status, n_recordings, n_labeled, n_skipped, n_failed, n_segments FROM runs"
+    ).rows
+    assert list(run) == [(result["run_id"], "completed", 4, 3, 0, 1, 6)]
 
     artifacts = latest_artifacts({SUMMARY_KEY, PROGRESS_KEY, REPORT_KEY})
     assert set(artifacts) == {SUMMARY_KEY, PROGRESS_KEY, REPORT_KEY}
-    assert "n_failed" in str(artifacts[SUMMARY_KEY])
+    assert float(artifacts[PROGRESS_KEY]) == 100.0
+    table = artifacts[SUMMARY_KEY]
+    rows = json.loads(table) if isinstance(table, str) else table
+    values = {row["figure"]: row["value"] for row in rows if row["figure"] != "failed"}
+    assert {f: values[f] for f in figures} == {f: str(result[f]) for f in figures}
+    assert values["run_id"] == result["run_id"]
+    assert [row["value"] for row in rows if row["figure"] == "failed"] == [
+        f"{uri}: {reason}" for uri, reason in result["failures"]
+    ]
     report = str(artifacts[REPORT_KEY])
-    assert "broken.wav" in report and "## Top-1 labels over the archive" in report
+    assert "- recordings: 4 (3 labeled, 0 unchanged, 1 failed)" in report
+    assert "- segments: 6;" in report
+    assert f"- `{result['failures'][0][0]}`: {result['failures'][0][1]}" in report
     html = out / "reports" / f"{result['run_id']}.html"
     assert html.is_file() and html.as_uri() in report and "Labels over the archive" in html.read_text()
-    top_label = run_sql(
-        str(out), "SELECT label FROM labels WHERE rank = 1 GROUP BY label ORDER BY count(*) DESC, label"
-    )
-    assert f"| {top_label.rows[0][0]} |" in report
+    counts = run_sql(
+        str(out),
+        "SELECT label, count(*), count(DISTINCT uri) FROM labels WHERE rank = 1 "
+        "GROUP BY label ORDER BY count(*) DESC, label",
+    ).rows
+    assert sum(n for _, n, _ in counts) == 6
+    label_rows = [line for line in report.splitlines() if line.startswith("| tiny-fake-0.1 |")]
+    assert label_rows == [
+        f"| tiny-fake-0.1 | {label} | {n} | {n / 6:.3f} | {n_recordings} |"
+        for label, n, n_recordings in counts
+    ]
 
 
 def test_gpu_limit_holds_a_global_concurrency_slot_per_model_step(

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audify_batch.run.pipeline import LabelConfig, label_archive
+from audify_batch.run.config import LabelConfig
+from audify_batch.run.pipeline import label_archive
 from audify_batch.store.query import run_sql
 
 
@@ -25,7 +26,7 @@ def test_twelve_hour_recording_is_labeled_with_exact_bounds(tiny_model_dir: Path
     write_hours(archive / "twelve_hours.flac", 12.0, 8_000)
     out = tmp_path / "out"
     summary = label_archive(
-        LabelConfig(source=str(archive), out=str(out), model_dir=str(tiny_model_dir), batch_size=256)
+        LabelConfig.of(source=str(archive), out=str(out), model_dir=str(tiny_model_dir), batch_size=256)
     )
     assert (summary.n_labeled, summary.n_failed, summary.n_segments) == (1, 0, 12 * 720)
     first, last, count, distinct = run_sql(

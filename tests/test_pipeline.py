@@ -4,14 +4,17 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import soundfile as sf
 from torch.utils.data import DataLoader
 
-from audify_batch.ingest.loader import RecordingOutcome, SegmentDataset, SegmentingConfig
-from audify_batch.ingest.segments import plan_segments
+from audify_batch.ingest.loader import RecordingOutcome, SegmentDataset
+from audify_batch.ingest.segments import SegmentingConfig, plan_segments
 from audify_batch.ingest.sources import discover
-from audify_batch.run.pipeline import LabelConfig, label_archive, worker_start_method
+from audify_batch.run.config import LabelConfig
+from audify_batch.run.pipeline import label_archive, worker_start_method
 from audify_batch.store import schema as S
 from audify_batch.store.query import run_query_file, run_sql
 from tests.archive_builders import bad_files, real_archive
@@ -34,7 +37,7 @@ def test_dataloader_sharding_gives_every_segment_once(tmp_path: Path, n_workers:
     for i, s in enumerate(seconds):
         write_noise(tmp_path / f"r{i}.wav", s, 8_000 if i % 2 else 16_000, seed=i)
     refs = discover(str(tmp_path))
-    dataset = SegmentDataset(refs, SegmentingConfig(hop_s=2.5), batch_size=4)
+    dataset = SegmentDataset(refs, SegmentingConfig(hop_s=2.5).grid(5.0, 16_000), batch_size=4)
     context = worker_start_method() if n_workers else None
     loader = DataLoader(dataset, batch_size=None, num_workers=n_workers, multiprocessing_context=context)
     seen: Counter[tuple[int, int]] = Counter()
@@ -60,7 +63,7 @@ def real_run(shared_data: Path, tmp_path_factory: pytest.TempPathFactory):
     tmp_path = tmp_path_factory.mktemp("real")
     recordings = real_archive(shared_data, tmp_path / "archive", n_files=3, clips_per_file=6)
     out = tmp_path / "out"
-    summary = label_archive(LabelConfig(source=str(tmp_path / "archive"), out=str(out), top_k=3))
+    summary = label_archive(LabelConfig.of(source=str(tmp_path / "archive"), out=str(out), top_k=3))
     return recordings, out, summary
 
 
@@ -113,7 +116,7 @@ def test_rerun_labels_only_new_or_changed_and_models_stay_apart(tiny_model_dir: 
     archive.mkdir()
     for i in range(4):
         write_noise(archive / f"a{i}.flac", 6.0, seed=i)
-    config = LabelConfig(source=str(archive), out=str(out), model_dir=str(tiny_model_dir), workers=1)
+    config = LabelConfig.of(source=str(archive), out=str(out), model_dir=str(tiny_model_dir), workers=1)
     first = label_archive(config)
     assert (first.n_labeled, first.n_skipped) == (4, 0)
     again = label_archive(config)
@@ -128,7 +131,7 @@ def test_rerun_labels_only_new_or_changed_and_models_stay_apart(tiny_model_dir: 
     shutil.copytree(tiny_model_dir, other)
     card = (other / "model_card.json").read_text().replace('"version": "0.1"', '"version": "0.2"')
     (other / "model_card.json").write_text(card)
-    label_archive(LabelConfig(source=str(archive), out=str(out), model_dir=str(other), workers=0))
+    label_archive(LabelConfig.of(source=str(archive), out=str(out), model_dir=str(other), workers=0))
     models = list(
         run_sql(str(out), "SELECT model, count(*) FROM segments GROUP BY model ORDER BY model").rows
     )
@@ -159,7 +162,7 @@ def test_bad_files_fail_with_reasons_and_good_rows_are_intact(
     monkeypatch.setattr(loader, "_open_stream", deny)
     out = tmp_path / "out"
     summary = label_archive(
-        LabelConfig(source=str(listing), out=str(out), model_dir=str(tiny_model_dir), workers=0)
+        LabelConfig.of(source=str(listing), out=str(out), model_dir=str(tiny_model_dir), workers=0)
     )
     failed = dict(summary.failures)
     assert summary.n_labeled == 3 and summary.n_failed == len(kinds) + 2
@@ -174,7 +177,7 @@ def test_bad_files_fail_with_reasons_and_good_rows_are_intact(
     assert current == [("failed", len(kinds) + 2), ("labeled", 3)]
     good_only = tmp_path / "good"
     label_archive(
-        LabelConfig(
+        LabelConfig.of(
             source=str(archive / "good*.wav"), out=str(good_only), model_dir=str(tiny_model_dir), workers=0
         )
     )
@@ -203,18 +206,16 @@ def test_odd_but_valid_audio_is_labeled(
         write_noise(path, seconds, rate_hz, channels=channels)
     elif kind == "silence":
         write_tone(path, seconds, rate_hz, freq_hz=0.0)
-    else:
-        write_tone(path, seconds, rate_hz, freq_hz=440.0, subtype="PCM_16")
-        data = path.read_bytes()  # clip hard: rewrite with amplitude far above full scale
-        import numpy as np
-        import soundfile as sf
-
+    else:  # clipped hard: a 440 Hz sine at five times full scale, cut at +-1
         t = np.arange(round(seconds * rate_hz)) / rate_hz
         sf.write(str(path), np.clip(5.0 * np.sin(2 * np.pi * 440 * t), -1, 1), rate_hz, subtype="PCM_16")
-        assert data
+        written, written_rate_hz = sf.read(str(path), dtype="float32")
+        assert written_rate_hz == rate_hz and len(written) == len(t)
+        at_full_scale = np.abs(written) >= 32_767 / 32_768
+        assert 0.8 < at_full_scale.mean() < 0.95  # |5 sin| >= 1 for ~87 % of the samples
     out = tmp_path / "out"
     summary = label_archive(
-        LabelConfig(source=str(archive), out=str(out), model_dir=str(tiny_model_dir), workers=0)
+        LabelConfig.of(source=str(archive), out=str(out), model_dir=str(tiny_model_dir), workers=0)
     )
     n = round(seconds * rate_hz)
     expected = plan_segments(n, 5 * rate_hz, 5 * rate_hz, min_last_samples=rate_hz)

@@ -6,12 +6,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from audify_batch.cli.main import main
 from audify_batch.model.checkpoint import load_checkpoint
+from audify_batch.model.inference import Precision, predict_batch
 from audify_batch.report.explain import explain_window, read_window, segment_start_s
 from audify_batch.report.run_report import ReportLimits, html_report
-from audify_batch.run.pipeline import LabelConfig, label_archive
+from audify_batch.run.config import LabelConfig
+from audify_batch.run.pipeline import label_archive
 from audify_batch.store.query import run_sql
 from tests.browser import check_page, screenshot
 from tests.conftest import write_noise, write_tone
@@ -27,7 +30,7 @@ def labeled(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> t
     write_tone(archive / "tone.flac", 9.0, 22_050)
     (archive / "broken.wav").write_bytes(b"RIFF....not audio")
     out = root / "out"
-    label_archive(LabelConfig(source=str(archive), out=str(out), model_dir=str(tiny_model_dir), workers=0))
+    label_archive(LabelConfig.of(source=str(archive), out=str(out), model_dir=str(tiny_model_dir), workers=0))
     return archive, out
 
 
@@ -50,19 +53,38 @@ def test_report_has_every_section_and_summarises_what_it_cuts(labeled: tuple[Pat
     assert "broken.wav" in html and "tiny-fake-0.1" in html
     assert "the 4 recordings with most segments; 2 more" in html
     assert "http://" not in html and "https://" not in html  # self-contained
+    # The figures the page states are the counts over the output.
+    labeled, failed, audio_s = run_sql(
+        str(out),
+        "SELECT count(*) FILTER (status = 'labeled'), count(*) FILTER (status = 'failed'), "
+        "sum(duration_s) FILTER (status = 'labeled') FROM recordings",
+    ).rows[0]
+    n_segments = run_sql(str(out), "SELECT count(*) FROM segments").rows[0][0]
+    assert (labeled, failed, n_segments) == (6, 1, 2 + 2 + 3 + 4 + 5 + 2)  # 6..22 s of noise, 9 s tone
+    assert (
+        f"{labeled} recordings labeled, {failed} failed, {n_segments} segments, "
+        f"{audio_s / 3600:.2f} h of audio." in html
+    )
+    assert f"Failures ({failed})" in html
 
 
 def test_explanation_maps_line_up_with_the_spectrogram(tiny_model_dir: Path, tmp_path: Path) -> None:
     path = write_tone(tmp_path / "tone.wav", 12.0, 44_100)
     model, card = load_checkpoint(tiny_model_dir)
-    window = read_window(str(path), segment_start_s(7.3), card.frontend.sample_rate_hz)
+    window = read_window(
+        str(path), segment_start_s(7.3, card.segment_s), card.frontend.sample_rate_hz, card.segment_s
+    )
     assert (window.start_s, window.end_s) == (5.0, 10.0)
     expl = explain_window(model, card, window, k=3)
     assert expl.gradcam.shape == expl.log_mel.shape == (64, 251)
     assert expl.gradcam.min() >= 0.0 and expl.gradcam.max() <= 1.0
     assert list(expl.stages) == list(model.net.arch.stage_names)
-    assert np.isclose(sum(expl.confidences), sum(sorted(expl.confidences, reverse=True)))
-    assert expl.labels[0] in card.labels and expl.confidences == tuple(sorted(expl.confidences, reverse=True))
+    # The top-3 are the model's own fp32 probabilities for this window, highest first.
+    probs, _ = predict_batch(model, torch.from_numpy(window.waveform)[None], Precision.FP32)
+    order = np.argsort(-probs[0].numpy(), kind="stable")[:3]
+    assert expl.labels == tuple(card.labels[i] for i in order)
+    np.testing.assert_allclose(expl.confidences, probs[0].numpy()[order], rtol=1e-5, atol=1e-6)
+    assert list(expl.confidences) == sorted(expl.confidences, reverse=True)
 
 
 def test_explain_cli_by_time_and_by_segment_id(
@@ -79,7 +101,7 @@ def test_explain_cli_by_time_and_by_segment_id(
                 "11",
                 "--model",
                 str(tiny_model_dir),
-                "--html-dir",
+                "--out",
                 str(by_time),
             ]
         )
@@ -98,7 +120,7 @@ def test_explain_cli_by_time_and_by_segment_id(
                 f"{rid}:2",
                 "--model",
                 str(tiny_model_dir),
-                "--html-dir",
+                "--out",
                 str(by_id),
             ]
         )
@@ -125,7 +147,7 @@ def test_pages_render_in_chromium(labeled: tuple[Path, Path], tiny_model_dir: Pa
                 "1",
                 "--model",
                 str(tiny_model_dir),
-                "--html-dir",
+                "--out",
                 str(explained),
             ]
         )

@@ -14,14 +14,16 @@ import psutil
 import pyarrow.parquet as pq
 import pytest
 
-from audify_batch.run.pipeline import LabelConfig, label_archive
+from audify_batch.run.config import LabelConfig
+from audify_batch.run.pipeline import label_archive
 from audify_batch.store.query import run_sql
 from tests.conftest import write_noise
 
 RUNNER = """
 import json, sys
-from audify_batch.run.pipeline import LabelConfig, label_archive
-label_archive(LabelConfig(**json.loads(sys.argv[1])))
+from audify_batch.run.config import LabelConfig
+from audify_batch.run.pipeline import label_archive
+label_archive(LabelConfig.of(**json.loads(sys.argv[1])))
 """
 ROWS = "SELECT uri, segment_index, start_sample, end_sample, labels FROM segments ORDER BY ALL"
 
@@ -42,7 +44,7 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def reference(archive: Path, tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("reference") / "out"
-    label_archive(LabelConfig(source=str(archive), out=str(out), model_dir=str(tiny_model_dir), workers=1))
+    label_archive(LabelConfig.of(source=str(archive), out=str(out), model_dir=str(tiny_model_dir), workers=1))
     return out
 
 
@@ -73,7 +75,7 @@ def test_kill_9_then_resume_matches_uninterrupted_run(
     proc.wait()
     interrupted_at = committed_recordings(out)
     assert interrupted_at < 24, "the run finished before it could be killed"
-    summary = label_archive(LabelConfig(**{**config, "commit_every_segments": 20_000}))
+    summary = label_archive(LabelConfig.of(**{**config, "commit_every_segments": 20_000}))
     assert summary.n_skipped == interrupted_at and summary.n_labeled == 24 - interrupted_at
     assert run_sql(str(out), ROWS).rows == run_sql(str(reference), ROWS).rows
     assert all_segment_rows(out) == all_segment_rows(reference)
@@ -114,7 +116,7 @@ def test_debris_of_a_killed_writer_is_removed(
     archive: Path, tiny_model_dir: Path, reference: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    config = LabelConfig(source=str(archive), out=str(out), model_dir=str(tiny_model_dir), workers=0)
+    config = LabelConfig.of(source=str(archive), out=str(out), model_dir=str(tiny_model_dir), workers=0)
     label_archive(config)
     # A writer killed between the segments file and its commit record, and mid-write:
     segments_dir = next((out / "segments").glob("model=*"))

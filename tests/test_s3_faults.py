@@ -18,7 +18,8 @@ import s3fs
 
 import audify_batch.ingest.loader as loader
 from audify_batch.ingest.retry import RetryPolicy, is_transient
-from audify_batch.run.pipeline import LabelConfig, label_archive
+from audify_batch.run.config import LabelConfig
+from audify_batch.run.pipeline import label_archive
 from audify_batch.store.query import run_sql
 from tests.conftest import write_noise
 from tests.fault_proxy import fault_proxy
@@ -75,7 +76,7 @@ def test_faults_are_retried_and_a_hopeless_object_fails(
     monkeypatch.setattr(s3fs.core.S3File, "retries", 1)
 
     def config(out: Path, endpoint_url: str) -> LabelConfig:
-        return LabelConfig(
+        return LabelConfig.of(
             source=f"s3://{name}/archive",
             out=str(out),
             model_dir=str(tiny_model_dir),

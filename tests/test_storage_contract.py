@@ -11,7 +11,8 @@ import fsspec
 import pytest
 
 from audify_batch.ingest.sources import discover
-from audify_batch.run.pipeline import LabelConfig, label_archive
+from audify_batch.run.config import LabelConfig
+from audify_batch.run.pipeline import label_archive
 from audify_batch.store.query import run_query_file, run_sql
 from tests.conftest import write_noise
 from tests.s3_server import S3_ENV, moto_s3
@@ -92,7 +93,7 @@ def test_discovery_of_folder_glob_and_list(archive: Storage, tmp_path: Path) -> 
 
 
 def test_label_rerun_and_query_behave_the_same(archive: Storage, tiny_model_dir: Path) -> None:
-    config = LabelConfig(
+    config = LabelConfig.of(
         source=archive.url("archive"), out=archive.url("out"), model_dir=str(tiny_model_dir), workers=1
     )
     first = label_archive(config)
@@ -118,7 +119,7 @@ def test_label_rerun_and_query_behave_the_same(archive: Storage, tiny_model_dir:
 
 def test_no_secret_reaches_the_output(archive: Storage, tiny_model_dir: Path) -> None:
     label_archive(
-        LabelConfig(
+        LabelConfig.of(
             source=archive.url("archive"), out=archive.url("out"), model_dir=str(tiny_model_dir), workers=0
         )
     )

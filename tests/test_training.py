@@ -21,52 +21,60 @@ from training.recipe import TrainConfig
 from training.train import _record_fold, main
 
 
-def test_two_epoch_smoke_run_writes_checkpoint_and_logs(shared_data: Path, tmp_path: Path) -> None:
+def smoke_cv_args(data: Path, out: Path, epochs: int = 2) -> list[str]:
+    return [
+        "cv",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--epochs",
+        str(epochs),
+        "--limit-clips",
+        "60",
+        "--folds",
+        "1",
+    ]
+
+
+def file_states(folder: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file under ``folder``: its bytes and modification time (ns)."""
+    return {
+        str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_two_epoch_smoke_run_writes_checkpoint_and_logs(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "cv"
-    code = main(
-        [
-            "cv",
-            "--data",
-            str(shared_data / "esc50"),
-            "--out",
-            str(out),
-            "--epochs",
-            "2",
-            "--limit-clips",
-            "60",
-            "--folds",
-            "1",
-        ]
-    )
-    assert code == 0
+    assert main(smoke_cv_args(shared_data / "esc50", out)) == 0
     results = json.loads((out / "cv_results.json").read_text())
-    assert 0.0 <= results["folds"]["1"] <= 1.0
+    assert list(results["folds"]) == ["1"] and 0.0 <= results["folds"]["1"] <= 1.0
+    assert results["recipe"]["epochs"] == 2
     _model, card = load_checkpoint(out / "fold1")
     assert card.training["training_folds"] == [2, 3, 4, 5]
-    assert card.training["recipe"]["epochs"] == 2
+    assert card.training["recipe"] == results["recipe"]
+    assert card.evaluation == {"held_out_fold": 1}
     assert card.arch.pooling == "freq_mean_time_max_mean"  # the training default
     assert card.training["recipe"]["max_time_stretch"] > 0 and card.training["recipe"]["freq_shift_bins"] > 0
     assert "training.train cv" in card.training["command"]
     assert any((out / "fold1" / "tb").iterdir())  # TensorBoard events
-    # a rerun skips the finished fold
-    assert (
-        main(
-            [
-                "cv",
-                "--data",
-                str(shared_data / "esc50"),
-                "--out",
-                str(out),
-                "--epochs",
-                "2",
-                "--limit-clips",
-                "60",
-                "--folds",
-                "1",
-            ]
-        )
-        == 0
-    )
+    accuracy = results["folds"]["1"]
+    before = file_states(out)
+    capsys.readouterr()
+
+    # A rerun of the same recipe skips the finished fold: nothing is trained or rewritten.
+    assert main(smoke_cv_args(shared_data / "esc50", out)) == 0
+    assert f"fold 1: done before, {accuracy:.4f}" in capsys.readouterr().out
+    assert file_states(out) == before
+
+    # A rerun with another recipe into the same OUT is refused before any training.
+    with pytest.raises(SystemExit, match="another recipe"):
+        main(smoke_cv_args(shared_data / "esc50", out, epochs=3))
+    assert file_states(out) == before
 
 
 def test_missing_dataset_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -12,7 +12,10 @@ import torch
 from audify_batch.ingest.audio_io import read_mono
 from audify_batch.model.features import FrontendConfig, LogMel
 
-DEFAULT_ESC50_ROOT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "esc50"
+# The data beside the repository (never committed): ESC-50 and the 44.1 kHz sets made from it.
+# tests/ and bench/ take the path from here.
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DEFAULT_ESC50_ROOT = SHARED_DATA / "esc50"
 ESC50_N_CLASSES = 50
 ESC50_FOLDS = (1, 2, 3, 4, 5)
 ESC50_LICENCE = (
@@ -101,19 +104,21 @@ def _check_complete(clips: tuple[Clip, ...], labels: tuple[str, ...], csv_path: 
         raise DatasetError(f"{csv_path}: {len(clips)} clips, ESC-50 has 2000")
 
 
-def clip_waveform(path: Path, frontend: FrontendConfig) -> np.ndarray:
-    """Decode, downmix and resample one clip; pad or cut to exactly 5 s."""
-    n_samples = 5 * frontend.sample_rate_hz
+def clip_waveform(path: Path, frontend: FrontendConfig, segment_s: float) -> np.ndarray:
+    """Decode, downmix and resample one clip; pad or cut to exactly one model window."""
+    n_samples = round(segment_s * frontend.sample_rate_hz)
     samples = read_mono(path, frontend.sample_rate_hz)[:n_samples]
     return np.pad(samples, (0, n_samples - len(samples)))
 
 
 @torch.inference_mode()
-def compute_log_mels(clips: tuple[Clip, ...], frontend: FrontendConfig, batch_size: int = 64) -> torch.Tensor:
+def compute_log_mels(
+    clips: tuple[Clip, ...], frontend: FrontendConfig, segment_s: float, batch_size: int = 64
+) -> torch.Tensor:
     """Log-mels (N, n_mels, frames) of all clips, computed once."""
     logmel = LogMel(frontend)
     out = []
     for start in range(0, len(clips), batch_size):
-        batch = [clip_waveform(clip.path, frontend) for clip in clips[start : start + batch_size]]
+        batch = [clip_waveform(clip.path, frontend, segment_s) for clip in clips[start : start + batch_size]]
         out.append(logmel(torch.from_numpy(np.stack(batch))))
     return torch.cat(out)

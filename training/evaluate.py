@@ -23,12 +23,14 @@ from audify_batch.model.network import AudioClassifier
 from training.data import DEFAULT_ESC50_ROOT, Clip, DatasetError, clip_waveform, load_dataset
 
 
-def accuracy(model: AudioClassifier, clips: list[Clip], precision: Precision, batch_size: int = 64) -> float:
+def accuracy(
+    model: AudioClassifier, clips: list[Clip], precision: Precision, segment_s: float, batch_size: int = 64
+) -> float:
     frontend = model.frontend.config
     correct = 0
     for start in range(0, len(clips), batch_size):
         batch = clips[start : start + batch_size]
-        waves = torch.from_numpy(np.stack([clip_waveform(clip.path, frontend) for clip in batch]))
+        waves = torch.from_numpy(np.stack([clip_waveform(clip.path, frontend, segment_s) for clip in batch]))
         probs, _ = predict_batch(model, waves, precision)
         targets = torch.tensor([clip.target for clip in batch])
         correct += int((probs.argmax(1) == targets).sum())
@@ -61,8 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     }
     for precision in (Precision.FP32, Precision.BF16):
         suffix = "" if precision is Precision.FP32 else "_bf16"
-        result[f"fold{args.fold}_16k_accuracy{suffix}"] = round(accuracy(model, clips16, precision), 4)
-        result[f"fold{args.fold}_44k_accuracy{suffix}"] = round(accuracy(model, clips44, precision), 4)
+        result[f"fold{args.fold}_16k_accuracy{suffix}"] = round(
+            accuracy(model, clips16, precision, card.segment_s), 4
+        )
+        result[f"fold{args.fold}_44k_accuracy{suffix}"] = round(
+            accuracy(model, clips44, precision, card.segment_s), 4
+        )
     print(json.dumps(result, indent=2))
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")

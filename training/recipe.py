@@ -100,7 +100,9 @@ def train_model(
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     mean, std = norm_stats(x_db)
-    net = AudioResNet(arch).to(memory_format=torch.channels_last)
+    # The torch stubs omit the documented to(memory_format=...) overload.
+    net = AudioResNet(arch)
+    net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     steps_per_epoch = math.ceil(len(x_db) / cfg.batch_size)
     optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.max_lr, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(

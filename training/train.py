@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import shlex
 import statistics
 import subprocess
@@ -83,10 +84,17 @@ def make_card(
     )
 
 
+def repo_relative(path: Path) -> str:
+    """``path`` relative to the repository (``../shared/...``), never a machine's absolute path."""
+    repo = Path(__file__).resolve().parents[1]
+    return os.path.relpath(path.resolve(), repo)
+
+
 def training_facts(args: argparse.Namespace, cfg: TrainConfig, folds: list[int]) -> dict[str, object]:
     argv = args.argv if args.argv is not None else sys.argv[1:]
     return {
-        "data": str(Path(args.data)),
+        "data": "ESC-50",
+        "data_path": repo_relative(Path(args.data)),
         "data_description": "ESC-50, 2000 clips, 50 classes, 16 kHz mono, official folds",
         "training_folds": folds,
         "licence": ESC50_LICENCE,
@@ -121,7 +129,9 @@ def _fit_and_save(
     facts = training_facts(args, cfg, folds)  # the commit as training starts
     net, mean, std = train_model(features[train_mask], targets[train_mask], arch, cfg, log_dir)
     model = AudioClassifier(frontend, arch, mean, std)
-    model.net = net.to(memory_format=torch.contiguous_format)
+    # The torch stubs omit the documented to(memory_format=...) overload.
+    net.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+    model.net = net
     card = make_card(dataset, frontend, arch, mean, std, facts, evaluation())
     return model, save_checkpoint(out_dir, model, card)
 
@@ -149,6 +159,11 @@ def _record_fold(results_path: Path, fold: int, accuracy: float, cfg: TrainConfi
     return results
 
 
+def _held_out_evaluation(fold: int) -> dict[str, object]:
+    """Evaluation facts of a CV fold's card: which fold was held out."""
+    return {"held_out_fold": fold}
+
+
 def run_cv(args: argparse.Namespace, dataset: Dataset, features: torch.Tensor, cfg: TrainConfig) -> None:
     out = Path(args.out)
     results_path = out / "cv_results.json"
@@ -168,7 +183,7 @@ def run_cv(args: argparse.Namespace, dataset: Dataset, features: torch.Tensor, c
             ~test_mask,
             args,
             cfg,
-            lambda fold=fold: {"held_out_fold": fold},
+            functools.partial(_held_out_evaluation, fold),
             out / f"fold{fold}" / "tb",
         )
         logits = predict_logits(
@@ -287,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         step = max(1, len(dataset.clips) // args.limit_clips)
         dataset = Dataset(dataset.clips[::step][: args.limit_clips], dataset.labels)
     started = time.perf_counter()
-    features = compute_log_mels(dataset.clips, FrontendConfig())
+    features = compute_log_mels(dataset.clips, FrontendConfig(), ModelCard.segment_s)
     print(f"log-mels of {len(features)} clips in {time.perf_counter() - started:.1f} s", flush=True)
     (run_cv if args.mode == "cv" else run_full)(args, dataset, features, cfg)
     return 0

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from audify_batch.model.checkpoint import DEFAULT_MODEL_DIR, load_checkpoint
 from audify_batch.report.explain import explain_window, read_window, segment_start_s
 from audify_batch.report.explain_page import write_explanation
+from audify_batch.run.config import OutputConfig
 from audify_batch.store.query import run_sql
+
+EXPLAIN_ROOT = "audify-explain"
 
 
 def add_explain_parser(commands: Any) -> None:
@@ -24,10 +27,21 @@ def add_explain_parser(commands: Any) -> None:
     where = explain.add_mutually_exclusive_group(required=True)
     where.add_argument("--at", type=float, help="a second inside the segment to explain")
     where.add_argument("--segment", help="RECORDING_ID:SEGMENT_INDEX of a labeled segment in OUT")
-    explain.add_argument("--hop-s", type=float, default=5.0, help="segment grid for --at (as labeled)")
-    explain.add_argument("--top-k", type=int, default=5)
+    explain.add_argument(
+        "--hop-s", type=float, help="segment grid for --at, as labeled (default: the model's segment length)"
+    )
+    explain.add_argument("--top-k", type=int, default=OutputConfig.top_k, help="labels shown")
     explain.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="checkpoint folder")
-    explain.add_argument("--html-dir", type=Path, default=Path("explain"), help="where figures go")
+    explain.add_argument(
+        "--out",
+        type=Path,
+        help=f"folder for the page and figures (default: {EXPLAIN_ROOT}/RECORDING-at-START)",
+    )
+
+
+def default_out_dir(uri: str, start_s: float) -> Path:
+    """``audify-explain/<recording>-at-<start>s`` under the current folder."""
+    return Path(EXPLAIN_ROOT) / f"{PurePosixPath(uri).stem}-at-{start_s:g}s"
 
 
 def locate_segment(out: str, segment: str) -> tuple[str, float]:
@@ -48,18 +62,19 @@ def locate_segment(out: str, segment: str) -> tuple[str, float]:
 
 def run_explain(args: argparse.Namespace) -> int:
     started = time.perf_counter()
+    model, card = load_checkpoint(args.model)
     if args.segment:
         uri, start_s = locate_segment(args.source, args.segment)
     else:
-        uri, start_s = args.source, segment_start_s(args.at, args.hop_s)
-    model, card = load_checkpoint(args.model)
-    window = read_window(uri, start_s, card.frontend.sample_rate_hz)
+        uri, start_s = args.source, segment_start_s(args.at, args.hop_s or card.segment_s)
+    window = read_window(uri, start_s, card.frontend.sample_rate_hz, card.segment_s)
     explanation = explain_window(model, card, window, args.top_k)
-    page = write_explanation(explanation, args.html_dir, f"{card.name} {card.version}")
+    out_dir = args.out or default_out_dir(uri, start_s)
+    page = write_explanation(explanation, out_dir, f"{card.name} {card.version}", args.at)
     for label, confidence in zip(explanation.labels, explanation.confidences, strict=True):
         print(f"{label:<20} {confidence:.3f}")
     print(
-        f"wrote {page} and {len(list(args.html_dir.glob('*.png')))} figures "
+        f"wrote {page} and {len(list(out_dir.glob('*.png')))} figures "
         f"in {time.perf_counter() - started:.1f} s"
     )
     return 0

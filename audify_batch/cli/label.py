@@ -8,11 +8,12 @@ from typing import Any
 
 from tqdm import tqdm
 
-from audify_batch.ingest.segments import LastWindow
-from audify_batch.model.checkpoint import DEFAULT_MODEL_DIR
+from audify_batch.cli.console import print_lines
+from audify_batch.ingest.segments import LastWindow, SegmentingConfig
 from audify_batch.model.inference import Precision
 from audify_batch.records import Progress, RunSummary
-from audify_batch.run.pipeline import LabelConfig, label_archive
+from audify_batch.run.config import LabelConfig, OutputConfig, RuntimeConfig, SourceConfig
+from audify_batch.run.pipeline import label_archive
 
 EXIT_SOME_FAILED = 3
 
@@ -25,35 +26,64 @@ def add_label_parser(commands: Any) -> None:
         f"file) into OUT. Exit status: 0 all labeled, {EXIT_SOME_FAILED} some recordings failed "
         "(see the summary), 1 the run could not start.",
     )
-    label.add_argument("source")
-    label.add_argument("--out", required=True)
-    label.add_argument("--model", default=str(DEFAULT_MODEL_DIR), help="checkpoint folder")
-    label.add_argument("--hop-s", type=float, default=5.0, help="segment hop in seconds (overlap)")
-    label.add_argument("--last-window", choices=[p.value for p in LastWindow], default="pad")
-    label.add_argument("--min-last-s", type=float, default=1.0, help="shortest tail labeled (pad)")
-    label.add_argument("--top-k", type=int, default=5)
-    label.add_argument("--batch-size", type=int, default=64)
-    label.add_argument("--workers", type=int, help="DataLoader workers (default: chosen for the machine)")
+    label.add_argument("source", help="a folder, glob, list file (.txt/.lst/.list) or file; local or s3://")
+    label.add_argument("--out", required=True, help="output root (local folder or s3://bucket/prefix)")
+    label.add_argument("--model", default=RuntimeConfig.model_dir, help="checkpoint folder")
+    add_segmenting_arguments(label)
+    label.add_argument("--top-k", type=int, default=OutputConfig.top_k, help="labels kept per segment")
+    label.add_argument(
+        "--batch-size", type=int, default=RuntimeConfig.batch_size, help="segments per model step"
+    )
+    label.add_argument(
+        "--workers", type=int, help="DataLoader decode workers (default: chosen for the machine)"
+    )
     label.add_argument("--threads", type=int, help="torch threads on CPU (default: all cores)")
-    label.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
-    label.add_argument("--precision", choices=[p.value for p in Precision], default="auto")
+    label.add_argument("--device", default=RuntimeConfig.device, help="auto, cpu or cuda[:N]")
+    label.add_argument(
+        "--precision",
+        choices=[p.value for p in Precision],
+        default=RuntimeConfig.precision.value,
+        help="bf16 autocast where the hardware has it (auto), or force fp32/bf16",
+    )
     label.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def add_segmenting_arguments(parser: argparse.ArgumentParser) -> None:
+    """--hop-s, --last-window, --min-last-s, with the defaults of ``SegmentingConfig``."""
+    parser.add_argument(
+        "--hop-s",
+        type=float,
+        default=SegmentingConfig.hop_s,
+        help="hop between windows (default: one window, no overlap)",
+    )
+    parser.add_argument(
+        "--last-window",
+        choices=[p.value for p in LastWindow],
+        default=SegmentingConfig.last_window.value,
+        help="pad: label the tail after the last full window; drop: full windows only",
+    )
+    parser.add_argument(
+        "--min-last-s", type=float, default=SegmentingConfig.min_last_s, help="shortest tail labeled (pad)"
+    )
+
+
+def segmenting_from_args(args: argparse.Namespace) -> SegmentingConfig:
+    return SegmentingConfig(args.hop_s, LastWindow(args.last_window), args.min_last_s)
 
 
 def config_from_args(args: argparse.Namespace) -> LabelConfig:
     return LabelConfig(
-        source=args.source,
-        out=args.out,
-        model_dir=args.model,
-        hop_s=args.hop_s,
-        last_window=LastWindow(args.last_window),
-        min_last_s=args.min_last_s,
-        top_k=args.top_k,
-        batch_size=args.batch_size,
-        workers=args.workers,
-        threads=args.threads,
-        device=args.device,
-        precision=Precision(args.precision),
+        source=SourceConfig(args.source),
+        output=OutputConfig(args.out, top_k=args.top_k),
+        segmenting=segmenting_from_args(args),
+        runtime=RuntimeConfig(
+            model_dir=args.model,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            threads=args.threads,
+            device=args.device,
+            precision=Precision(args.precision),
+        ),
     )
 
 
@@ -102,5 +132,6 @@ def run_label(args: argparse.Namespace) -> int:
         summary = label_archive(config_from_args(args), progress=bar)
     finally:
         bar.close()
-    print(format_summary(summary))
-    return EXIT_SOME_FAILED if summary.n_failed else 0
+    status = EXIT_SOME_FAILED if summary.n_failed else 0
+    print_lines(format_summary(summary))
+    return status

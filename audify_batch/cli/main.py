@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import torch
 
 from audify_batch import __version__
+from audify_batch.cli.console import first_line, os_error_line, print_lines
 from audify_batch.cli.explain import add_explain_parser, run_explain
-from audify_batch.cli.label import add_label_parser, run_label
+from audify_batch.cli.label import add_label_parser, add_segmenting_arguments, run_label, segmenting_from_args
 from audify_batch.ingest.audio_io import AudioDecodeError
-from audify_batch.ingest.segments import LastWindow
 from audify_batch.ingest.sources import SourceError
 from audify_batch.model.checkpoint import DEFAULT_MODEL_DIR, CheckpointError, load_checkpoint
 from audify_batch.model.inference import (
-    SEGMENT_S,
     Precision,
     SegmentPrediction,
     classify_file,
@@ -26,6 +27,10 @@ from audify_batch.model.inference import (
 )
 from audify_batch.report.run_report import html_report
 from audify_batch.store.query import format_table, run_sql, text_report
+
+EXIT_ERROR = 1  # the command could not run (bad arguments, unreadable input, output not writable)
+EXIT_INTERRUPTED = 130  # Ctrl-C
+CLASSIFY_TOP_K = 3  # labels printed per segment by classify (label stores OutputConfig.top_k)
 
 
 def _positive_int(text: str) -> int:
@@ -35,40 +40,64 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _hop_s(text: str) -> float:
-    value = float(text)
-    if not 0 < value <= SEGMENT_S:
-        raise argparse.ArgumentTypeError(f"hop must be in (0, {SEGMENT_S}] seconds, got {text}")
-    return value
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Help that shows each option's default, unless there is none to show (None, a flag)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or isinstance(action.default, bool):
+            return action.help
+        return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose help shows every option's default."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _DefaultsFormatter)
+        super().__init__(*args, **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="audify", description="Label environmental sounds.")
+    parser = _Parser(prog="audify", description="Label environmental sounds.")
     parser.add_argument("--version", action="version", version=f"audify-batch {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    classify = commands.add_parser("classify", help="top-K labels for each 5 s segment of a file")
-    classify.add_argument("file", type=Path)
-    classify.add_argument("--top-k", type=_positive_int, default=3)
-    classify.add_argument("--hop-s", type=_hop_s, default=SEGMENT_S, help="segment hop (overlap)")
-    classify.add_argument("--last-window", choices=[p.value for p in LastWindow], default="pad")
-    classify.add_argument("--min-last-s", type=float, default=1.0, help="shortest tail labeled (pad)")
+    classify = commands.add_parser("classify", help="top-K labels for each segment of one file")
+    classify.add_argument("file", type=Path, help="an audio file (anything libsndfile reads)")
+    classify.add_argument(
+        "--top-k", type=_positive_int, default=CLASSIFY_TOP_K, help="labels printed per segment"
+    )
+    add_segmenting_arguments(classify)
     classify.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="checkpoint folder")
-    classify.add_argument("--precision", choices=[p.value for p in Precision], default="auto")
+    classify.add_argument(
+        "--precision", choices=[p.value for p in Precision], default="auto", help="fp32, bf16, or auto"
+    )
     add_label_parser(commands)
-    query = commands.add_parser("query", help="run DuckDB SQL over the views of OUT")
-    query.add_argument("out")
+    query = commands.add_parser("query", help="run read-only DuckDB SQL over the views of OUT")
+    query.add_argument("out", help="output root written by audify label (local or s3://)")
     query.add_argument("sql", help="SQL over the views segments, recordings, runs, labels, embeddings")
-    query.add_argument("--max-rows", type=_positive_int, default=50)
+    query.add_argument("--max-rows", type=_positive_int, default=50, help="rows printed at most")
     report = commands.add_parser("report", help="a plain-text report of OUT (or HTML with --html)")
-    report.add_argument("out")
+    report.add_argument("out", help="output root written by audify label (local or s3://)")
     report.add_argument("--html", type=Path, help="write a self-contained HTML report to this file")
     report.add_argument("--model", help="model partition (name-version); default: of the latest run")
     add_explain_parser(commands)
     return parser
 
 
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse; an unknown option is reported with the usage of its subcommand, not the top level."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        subcommands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        subcommands.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def run_query(args: argparse.Namespace) -> int:
-    print(format_table(run_sql(args.out, args.sql), max_rows=args.max_rows))
+    if not args.sql.strip():
+        raise ValueError("empty SQL: give a statement, e.g. 'SELECT count(*) FROM segments'")
+    print_lines(format_table(run_sql(args.out, args.sql), max_rows=args.max_rows))
     return 0
 
 
@@ -97,20 +126,22 @@ def run_classify(args: argparse.Namespace) -> int:
         card,
         args.file,
         k=args.top_k,
-        hop_s=args.hop_s,
-        last_window=LastWindow(args.last_window),
-        min_last_s=args.min_last_s,
+        segmenting=segmenting_from_args(args),
         precision=Precision(args.precision),
     )
-    print(f"# {args.file}  model {card.name} {card.version}")
-    print(f"# {'start_s':>7} {'end_s':>9}  top-{args.top_k} labels with confidences")
-    for prediction in predictions:
-        print(format_prediction(prediction), flush=True)
+    first = next(predictions, None)  # decode errors surface before any header is printed
+    print_lines(
+        f"# {args.file}  model {card.name} {card.version}",
+        f"# {'start_s':>7} {'end_s':>9}  top-{args.top_k} labels with confidences",
+    )
+    for prediction in itertools.chain([first] if first else [], predictions):
+        print_lines(format_prediction(prediction))
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one subcommand; errors are one line on stderr and an exit status (see ``EXIT_*``)."""
+    args = parse_args(argv)
     commands = {
         "classify": run_classify,
         "label": run_label,
@@ -126,12 +157,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         SourceError,
         ValueError,
         duckdb.Error,
-        FileNotFoundError,
     ) as error:
-        print(f"audify: error: {error}", file=sys.stderr)
-        return 1
-    except BrokenPipeError:
-        return 0
+        print(f"audify: error: {first_line(error)}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as error:
+        print(f"audify: error: {os_error_line(error)}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("audify: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -6,17 +6,29 @@ blocks so that a long recording is never held whole in memory.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Protocol
 
 import numpy as np
 import soundfile as sf
 import soxr
 
 DEFAULT_BLOCK_FRAMES = 1 << 17
+EMPTY_FILE_REASON = "empty file (0 bytes)"
+
+
+class AudioStream(Protocol):
+    """The file-object methods soundfile's virtual I/O reads through (binary files, ReadErrorTrap)."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def seek(self, offset: int, whence: int = 0, /) -> int: ...
+
+    def tell(self) -> int: ...
 
 
 class AudioDecodeError(Exception):
@@ -41,8 +53,10 @@ class AudioInfo:
 
 
 def probe(path: str | Path) -> AudioInfo:
-    """Header facts of an audio file, without decoding it."""
+    """Header facts of an audio file, without decoding it; a missing or empty file says so."""
     try:
+        if os.stat(path).st_size == 0:
+            raise AudioDecodeError(str(path), EMPTY_FILE_REASON)
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, OSError) as error:
         raise _decode_error(path, error) from error
@@ -87,7 +101,7 @@ def resample(samples: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
 
 
 @contextmanager
-def open_audio(source: str | Path | BinaryIO, name: str | None = None) -> Iterator[sf.SoundFile]:
+def open_audio(source: str | Path | AudioStream, name: str | None = None) -> Iterator[sf.SoundFile]:
     """An open ``soundfile.SoundFile``; any failure to open is an ``AudioDecodeError``."""
     label = name or str(source)
     try:

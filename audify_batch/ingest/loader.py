@@ -15,18 +15,25 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
 from fsspec.core import url_to_fs
 from torch.utils.data import IterableDataset, get_worker_info
 
-from audify_batch.ingest.audio_io import AudioDecodeError, decode_blocks, io_reason, open_audio
+from audify_batch.fs import is_local
+from audify_batch.ingest.audio_io import (
+    EMPTY_FILE_REASON,
+    AudioDecodeError,
+    decode_blocks,
+    io_reason,
+    open_audio,
+)
 from audify_batch.ingest.retry import ReadErrorTrap, RetryPolicy, is_transient
-from audify_batch.ingest.segments import LastWindow, Segment, plan_segments, seconds_to_samples, segment_audio
-from audify_batch.ingest.sources import RecordingRef, fingerprint, is_local
-from audify_batch.store.schema import STATUS_FAILED, STATUS_LABELED
+from audify_batch.ingest.segments import Segment, SegmentGrid, segment_audio
+from audify_batch.ingest.sources import RecordingRef, fingerprint
+from audify_batch.records import RecordingStatus
 
 MAX_OUTCOMES_PER_CHUNK = 256
 STORAGE_ENV_PREFIXES = ("AWS_", "FSSPEC_")
@@ -35,37 +42,26 @@ DEFAULT_RETRY = RetryPolicy()
 
 
 @dataclass(frozen=True)
-class SegmentingConfig:
-    segment_s: float = 5.0
-    hop_s: float = 5.0
-    last_window: LastWindow = LastWindow.PAD
-    min_last_s: float = 1.0
-    model_rate_hz: int = 16_000
-    block_frames: int = 1 << 17
-
-    def __post_init__(self) -> None:
-        if self.segment_s != 5.0:
-            raise ValueError("the model takes 5-second segments")
-        if not 0 < self.hop_s <= self.segment_s:
-            raise ValueError(f"hop_s must be in (0, {self.segment_s}], got {self.hop_s}")
-        if not 0 <= self.min_last_s <= self.segment_s:
-            raise ValueError(f"min_last_s must be in [0, {self.segment_s}], got {self.min_last_s}")
-        if self.block_frames <= 0:
-            raise ValueError("block_frames must be positive")
-
-
-@dataclass(frozen=True)
 class RecordingOutcome:
     """What a worker learned about one recording."""
 
     index: int
-    status: str
+    status: RecordingStatus
     error: str | None = None
     fingerprint: str | None = None
     sample_rate_hz: int | None = None
     channels: int | None = None
     duration_s: float | None = None
     n_segments: int = 0
+
+
+class _RecordingFacts(TypedDict):
+    """What the header says about a recording: the optional fields of ``RecordingOutcome``."""
+
+    fingerprint: str
+    sample_rate_hz: int
+    channels: int
+    duration_s: float
 
 
 @dataclass(frozen=True)
@@ -134,7 +130,7 @@ class _Counted:
 
 
 def _failed(index: int, reason: str, **facts: Any) -> RecordingOutcome:
-    return RecordingOutcome(index, STATUS_FAILED, reason, **facts)
+    return RecordingOutcome(index, RecordingStatus.FAILED, reason, **facts)
 
 
 def _os_reason(error: OSError) -> str:
@@ -144,7 +140,7 @@ def _os_reason(error: OSError) -> str:
 def recording_pieces(
     index: int,
     ref: RecordingRef,
-    cfg: SegmentingConfig,
+    cfg: SegmentGrid,
     storage_options: dict[str, Any] | None = None,
     retry: RetryPolicy = DEFAULT_RETRY,
 ) -> Iterator[SegmentPiece | RecordingOutcome]:
@@ -193,10 +189,10 @@ def _open_stream(uri: str, storage_options: dict[str, Any] | None) -> Any:
 
 
 def _decode_recording(
-    index: int, ref: RecordingRef, cfg: SegmentingConfig, storage_options: dict[str, Any] | None
+    index: int, ref: RecordingRef, cfg: SegmentGrid, storage_options: dict[str, Any] | None
 ) -> Iterator[SegmentPiece | RecordingOutcome]:
     if ref.size_bytes == 0:
-        yield _failed(index, "empty file (0 bytes)")
+        yield _failed(index, EMPTY_FILE_REASON)
         return
     print_ = fingerprint(ref.uri, ref.size_bytes, storage_options)
     with _open_stream(ref.uri, storage_options) as handle:
@@ -210,25 +206,21 @@ def _decode_recording(
 
 
 def _segments_of(
-    index: int, ref: RecordingRef, cfg: SegmentingConfig, trap: ReadErrorTrap, print_: str
+    index: int, ref: RecordingRef, cfg: SegmentGrid, trap: ReadErrorTrap, print_: str
 ) -> Iterator[SegmentPiece | RecordingOutcome]:
     with open_audio(trap, ref.uri) as audio:
         rate_hz, channels, n_frames = int(audio.samplerate), int(audio.channels), int(audio.frames)
-        facts = dict(
+        facts = _RecordingFacts(
             fingerprint=print_, sample_rate_hz=rate_hz, channels=channels, duration_s=n_frames / rate_hz
         )
         if n_frames <= 0:
             yield _failed(index, "no audio samples (zero-length audio)", **facts)
             return
-        segments = plan_segments(
-            n_frames,
-            seconds_to_samples(cfg.segment_s, rate_hz),
-            seconds_to_samples(cfg.hop_s, rate_hz),
-            cfg.last_window,
-            seconds_to_samples(cfg.min_last_s, rate_hz),
-        )
+        segments = cfg.plan(n_frames, rate_hz)
         blocks = _Counted(decode_blocks(audio, cfg.model_rate_hz, cfg.block_frames, ref.uri))
-        for segment, waveform in segment_audio(blocks, segments, rate_hz, cfg.model_rate_hz):
+        for segment, waveform in segment_audio(
+            blocks, segments, rate_hz, cfg.model_rate_hz, cfg.window_samples
+        ):
             trap.raise_if_failed()  # a failed read looks like the end of the file: never pad it
             yield SegmentPiece(index, segment, waveform)
         trap.raise_if_failed()
@@ -238,7 +230,7 @@ def _segments_of(
             reason = f"truncated: decoded {decoded_s:.2f} s of {n_frames / rate_hz:.2f} s"
             yield _failed(index, reason, **facts)
             return
-        yield RecordingOutcome(index, STATUS_LABELED, None, n_segments=len(segments), **facts)
+        yield RecordingOutcome(index, RecordingStatus.LABELED, None, n_segments=len(segments), **facts)
 
 
 class SegmentDataset(IterableDataset):
@@ -247,7 +239,7 @@ class SegmentDataset(IterableDataset):
     def __init__(
         self,
         refs: list[RecordingRef],
-        cfg: SegmentingConfig,
+        cfg: SegmentGrid,
         batch_size: int,
         storage_options: dict[str, Any] | None = None,
         retry: RetryPolicy = DEFAULT_RETRY,
@@ -272,7 +264,7 @@ class SegmentDataset(IterableDataset):
         if get_worker_info() is not None:
             exit_when_process_dies(self.parent_pid)
             os.environ.update(self.storage_environ)
-        builder = _ChunkBuilder(seconds_to_samples(self.cfg.segment_s, self.cfg.model_rate_hz))
+        builder = _ChunkBuilder(self.cfg.window_samples)
         for index in self.shard():
             for item in recording_pieces(index, self.refs[index], self.cfg, self.storage_options, self.retry):
                 if isinstance(item, SegmentPiece):

@@ -23,13 +23,70 @@ from typing import TypeVar
 
 import numpy as np
 
-SEGMENT_S = 5.0
 T = TypeVar("T")
 
 
 class LastWindow(StrEnum):
     PAD = "pad"
     DROP = "drop"
+
+
+@dataclass(frozen=True)
+class SegmentingConfig:
+    """How recordings are cut: the hop between windows and the policy for the last, partial one.
+
+    The window length is not here: it belongs to the model (its card's ``segment_s``).
+    """
+
+    hop_s: float | None = None  # None: one window length, no overlap
+    last_window: LastWindow = LastWindow.PAD
+    min_last_s: float = 1.0  # shortest tail labeled as its own segment (PAD)
+
+    def __post_init__(self) -> None:
+        if self.hop_s is not None and not self.hop_s > 0:
+            raise ValueError(f"hop_s must be positive, got {self.hop_s}")
+        if not self.min_last_s >= 0:
+            raise ValueError(f"min_last_s must be >= 0, got {self.min_last_s}")
+
+    def grid(self, segment_s: float, model_rate_hz: int) -> SegmentGrid:
+        """This policy for a model that takes ``segment_s``-second windows at ``model_rate_hz``."""
+        hop_s = segment_s if self.hop_s is None else self.hop_s
+        return SegmentGrid(segment_s, hop_s, self.last_window, self.min_last_s, model_rate_hz)
+
+
+@dataclass(frozen=True)
+class SegmentGrid:
+    """A segmenting policy resolved against a model: what the workers cut, in seconds and samples."""
+
+    segment_s: float
+    hop_s: float
+    last_window: LastWindow
+    min_last_s: float
+    model_rate_hz: int
+    block_frames: int = 1 << 17  # frames decoded per read
+
+    def __post_init__(self) -> None:
+        if not self.segment_s > 0 or self.model_rate_hz <= 0 or self.block_frames <= 0:
+            raise ValueError("segment_s, model_rate_hz and block_frames must be positive")
+        if not 0 < self.hop_s <= self.segment_s:
+            raise ValueError(f"hop_s must be in (0, {self.segment_s}], got {self.hop_s}")
+        if not 0 <= self.min_last_s <= self.segment_s:
+            raise ValueError(f"min_last_s must be in [0, {self.segment_s}], got {self.min_last_s}")
+
+    @property
+    def window_samples(self) -> int:
+        """One window at the model rate."""
+        return seconds_to_samples(self.segment_s, self.model_rate_hz)
+
+    def plan(self, n_frames: int, sample_rate_hz: int) -> list[Segment]:
+        """The segments of a recording of ``n_frames`` frames at ``sample_rate_hz``."""
+        return plan_segments(
+            n_frames,
+            seconds_to_samples(self.segment_s, sample_rate_hz),
+            seconds_to_samples(self.hop_s, sample_rate_hz),
+            self.last_window,
+            seconds_to_samples(self.min_last_s, sample_rate_hz),
+        )
 
 
 @dataclass(frozen=True)
@@ -77,14 +134,14 @@ def seconds_to_samples(seconds: float, sample_rate_hz: int) -> int:
 
 
 def segment_audio(
-    blocks: Iterable[np.ndarray], segments: list[Segment], source_hz: int, model_hz: int
+    blocks: Iterable[np.ndarray], segments: list[Segment], source_hz: int, model_hz: int, window: int
 ) -> Iterator[tuple[Segment, np.ndarray]]:
     """Cut model-rate blocks into the planned segments, each padded to a full window.
 
     Segments are planned in source samples; their model-rate bounds are the
-    source bounds scaled by the rate ratio, rounded down.
+    source bounds scaled by the rate ratio, rounded down; ``window`` is the model's
+    window in model-rate samples.
     """
-    window = seconds_to_samples(SEGMENT_S, model_hz)
     buffer = np.zeros(0, np.float32)
     offset = 0  # model-rate index of buffer[0]
     pending = iter(segments)

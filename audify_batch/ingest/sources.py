@@ -19,6 +19,8 @@ from typing import Any
 import fsspec
 from fsspec.core import url_to_fs
 
+from audify_batch.fs import is_local
+
 # Everything libsndfile 1.2 decodes, by file name extension.
 AUDIO_EXTENSIONS = frozenset(
     [
@@ -74,11 +76,6 @@ def _mtime_s(info: dict[str, Any]) -> float:
         if isinstance(value, int | float):
             return float(value)
     return 0.0
-
-
-def is_local(fs: fsspec.AbstractFileSystem) -> bool:
-    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else fs.protocol
-    return "file" in protocols or "local" in protocols
 
 
 def _uri(fs: fsspec.AbstractFileSystem, path: str) -> str:

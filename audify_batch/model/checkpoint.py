@@ -40,8 +40,13 @@ class ModelCard:
     training: dict[str, Any] = field(default_factory=dict)
     evaluation: dict[str, Any] = field(default_factory=dict)
     weights_sha256: str = ""
+    # The window the model labels, in seconds: the one home of the segment length. Cards
+    # written before it was recorded are 5-second models.
+    segment_s: float = 5.0
 
     def __post_init__(self) -> None:
+        if not self.segment_s > 0:
+            raise CheckpointError(f"segment_s must be positive, got {self.segment_s}")
         if len(self.labels) != self.arch.n_classes:
             raise CheckpointError(
                 f"card lists {len(self.labels)} labels but the head has {self.arch.n_classes} classes"
@@ -67,6 +72,7 @@ class ModelCard:
             training=data.get("training", {}),
             evaluation=data.get("evaluation", {}),
             weights_sha256=data.get("weights_sha256", ""),
+            segment_s=float(data.get("segment_s", cls.segment_s)),
         )
 
 

@@ -81,6 +81,10 @@ class LogMel(nn.Module):
     ``AmplitudeToDB`` does for an input of shape (B, 1, n_mels, frames).
     """
 
+    # Registered buffers; declared so type checkers see tensors, not Tensor | Module.
+    window: torch.Tensor
+    fbank: torch.Tensor
+
     def __init__(self, config: FrontendConfig) -> None:
         super().__init__()
         self.config = config

@@ -1,8 +1,9 @@
 """Run the classifier over segments: batching, precision, top-K.
 
-``classify_file`` streams one file (any length, rate, channel count)
-through decode -> resample -> segments -> model, holding at most one
-batch of segments in memory.
+``TorchModel`` is the model step of a labeling run: waveforms in, top-K and
+embeddings out (``TopK``, numpy on the CPU). ``classify_file`` streams one
+file (any length, rate, channel count) through decode -> resample ->
+segments -> model, holding at most one batch of segments in memory.
 """
 
 from __future__ import annotations
@@ -16,17 +17,10 @@ import numpy as np
 import torch
 
 from audify_batch.ingest.audio_io import probe, stream_mono
-from audify_batch.ingest.segments import (
-    SEGMENT_S,
-    LastWindow,
-    Segment,
-    plan_segments,
-    seconds_to_samples,
-    segment_audio,
-    with_end,
-)
-from audify_batch.model.checkpoint import ModelCard
+from audify_batch.ingest.segments import Segment, SegmentingConfig, segment_audio, with_end
+from audify_batch.model.checkpoint import ModelCard, load_checkpoint
 from audify_batch.model.network import AudioClassifier
+from audify_batch.model.outputs import TopK
 
 
 class Precision(StrEnum):
@@ -64,7 +58,8 @@ def resolve_precision(precision: Precision, device: torch.device) -> Precision:
 def prepare_for_inference(model: AudioClassifier, device: torch.device) -> AudioClassifier:
     """Eval mode on ``device``; channels-last convolutions (faster with oneDNN and cuDNN)."""
     model = model.eval().to(device)
-    model.net.to(memory_format=torch.channels_last)
+    # The torch stubs omit the documented to(memory_format=...) overload.
+    model.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return model
 
 
@@ -84,6 +79,35 @@ def predict_batch(
     return torch.softmax(output.logits.float(), dim=1), output.embedding.float()
 
 
+@dataclass(frozen=True, eq=False)
+class TorchModel:
+    """The network on its device with a resolved precision; ``predict`` is one model step."""
+
+    network: AudioClassifier
+    card: ModelCard
+    precision: Precision  # resolved: fp32 or bf16, never auto
+
+    def __post_init__(self) -> None:
+        if self.precision is Precision.AUTO:
+            raise ValueError("TorchModel needs a resolved precision (fp32 or bf16), not auto")
+
+    @classmethod
+    def load(cls, model_dir: Path, device: torch.device, precision: Precision) -> TorchModel:
+        """Load a checkpoint, prepare it for inference on ``device`` and resolve ``precision``."""
+        network, card = load_checkpoint(model_dir)
+        return cls(prepare_for_inference(network, device), card, resolve_precision(precision, device))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.network.parameters()).device
+
+    def predict(self, waveforms: torch.Tensor, top_k: int) -> TopK:
+        """Top-``top_k`` classes (at most all of them) and embeddings of a (B, window) batch."""
+        probs, embeddings = predict_batch(self.network, waveforms, self.precision)
+        values, indices = probs.topk(min(top_k, probs.shape[1]), dim=1)
+        return TopK(values.cpu().numpy(), indices.cpu().numpy(), embeddings.cpu().numpy())
+
+
 def top_k(
     probs: torch.Tensor, labels: tuple[str, ...], k: int
 ) -> list[tuple[tuple[str, ...], tuple[float, ...]]]:
@@ -99,25 +123,20 @@ def classify_file(
     card: ModelCard,
     path: str | Path,
     k: int = 5,
-    hop_s: float = SEGMENT_S,
-    last_window: LastWindow = LastWindow.PAD,
-    min_last_s: float = 1.0,
+    segmenting: SegmentingConfig | None = None,
     batch_size: int = 64,
     precision: Precision = Precision.AUTO,
 ) -> Iterator[SegmentPrediction]:
     """Top-K predictions for every segment of one file, in order."""
     info = probe(path)
     model_hz = card.frontend.sample_rate_hz
-    segments = plan_segments(
-        info.n_frames,
-        seconds_to_samples(SEGMENT_S, info.sample_rate_hz),
-        seconds_to_samples(hop_s, info.sample_rate_hz),
-        last_window,
-        seconds_to_samples(min_last_s, info.sample_rate_hz),
-    )
+    grid = (segmenting or SegmentingConfig()).grid(card.segment_s, model_hz)
+    segments = grid.plan(info.n_frames, info.sample_rate_hz)
     device = next(model.parameters()).device
     resolved = resolve_precision(precision, device)
-    pieces = segment_audio(stream_mono(path, model_hz), segments, info.sample_rate_hz, model_hz)
+    pieces = segment_audio(
+        stream_mono(path, model_hz), segments, info.sample_rate_hz, model_hz, grid.window_samples
+    )
     batch: list[tuple[Segment, np.ndarray]] = []
     for item in with_end(pieces):
         if item is not None:

@@ -146,6 +146,10 @@ class AudioResNet(nn.Module):
 class AudioClassifier(nn.Module):
     """Waveforms at the model rate -> logits and embeddings, frontend included."""
 
+    # Registered buffers; declared so type checkers see tensors, not Tensor | Module.
+    norm_mean_db: torch.Tensor
+    norm_std_db: torch.Tensor
+
     def __init__(
         self,
         frontend: FrontendConfig,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict
 from typing import Any
+from uuid import UUID
 
 from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact, update_progress_artifact
@@ -22,7 +23,7 @@ MAX_LISTED_FAILURES = 50
 class ProgressPublisher:
     """Updates a progress artifact and logs, at most every ``every_s`` seconds."""
 
-    def __init__(self, artifact_id: Any, every_s: float = 2.0) -> None:
+    def __init__(self, artifact_id: UUID, every_s: float = 2.0) -> None:
         self.artifact_id = artifact_id
         self.every_s = every_s
         self.last = 0.0

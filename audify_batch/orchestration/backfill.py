@@ -12,9 +12,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from audify_batch.model.checkpoint import DEFAULT_MODEL_DIR, CheckpointError, read_card
+from audify_batch.ingest.segments import SegmentingConfig
+from audify_batch.model.checkpoint import CheckpointError, read_card
 from audify_batch.orchestration.storage import storage_options_from_block
-from audify_batch.run.pipeline import LabelConfig
+from audify_batch.run.config import LabelConfig, OutputConfig, RuntimeConfig
 
 
 class BackfillRequest(BaseModel):
@@ -27,10 +28,10 @@ class BackfillRequest(BaseModel):
     uris: list[str] | None = Field(None, description="explicit recordings (or list files)")
     modified_after: datetime | None = Field(None, description="only recordings modified at/after (with tz)")
     modified_before: datetime | None = Field(None, description="only recordings modified before (with tz)")
-    model_dir: str = Field(str(DEFAULT_MODEL_DIR), description="model to label with (a checkpoint folder)")
-    hop_s: float = Field(5.0, gt=0, le=5.0)
-    top_k: int = Field(5, ge=1, le=50)
-    batch_size: int = Field(64, ge=1, le=4096)
+    model_dir: str = Field(RuntimeConfig.model_dir, description="model to label with (a checkpoint folder)")
+    hop_s: float | None = Field(SegmentingConfig.hop_s, gt=0, description="hop (default: no overlap)")
+    top_k: int = Field(OutputConfig.top_k, ge=1, description="labels kept per segment")
+    batch_size: int = Field(RuntimeConfig.batch_size, ge=1, le=4096)
     workers: int | None = Field(None, ge=0, le=64)
     gpu_limit: str | None = Field(None, description="global concurrency limit held around model steps")
     storage_block: str | None = Field(None, description="Secret block with storage options (credentials)")
@@ -62,9 +63,10 @@ class BackfillRequest(BaseModel):
 
     def label_config(self) -> LabelConfig:
         source: str | tuple[str, ...] = self.prefix if self.prefix is not None else tuple(self.uris or ())
-        return LabelConfig(
-            source=source,
-            out=self.out,
+        return LabelConfig.of(
+            source,
+            self.out,
+            storage_options_from_block(self.storage_block),
             model_dir=self.model_dir,
             hop_s=self.hop_s,
             top_k=self.top_k,
@@ -72,5 +74,4 @@ class BackfillRequest(BaseModel):
             workers=self.workers,
             modified_after_s=self.modified_after.timestamp() if self.modified_after else None,
             modified_before_s=self.modified_before.timestamp() if self.modified_before else None,
-            storage_options=storage_options_from_block(self.storage_block),
         )

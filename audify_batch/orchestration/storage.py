@@ -10,7 +10,7 @@ the runs table or shown in artifacts.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 from prefect.blocks.system import Secret
 
@@ -19,7 +19,8 @@ def storage_options_from_block(block_name: str | None) -> dict[str, Any] | None:
     """The storage options in Secret block ``block_name`` (None when no block is named)."""
     if not block_name:
         return None
-    value = Secret.load(block_name).get()
+    # async_dispatch types the result as "Secret | coroutine"; callers here are sync, so it is the Secret.
+    value = cast("Secret[Any]", Secret.load(block_name)).get()
     options = json.loads(value) if isinstance(value, str) else value
     if not isinstance(options, dict):
         raise ValueError(f"Secret block {block_name!r} must hold a JSON object of storage options")

@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
+from typing import cast
+from uuid import UUID
 
 from prefect import task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.concurrency.sync import concurrency
 
-from audify_batch.ingest.sources import discover_all
 from audify_batch.orchestration.artifacts import PROGRESS_KEY, ProgressPublisher
-from audify_batch.orchestration.storage import storage_options_from_block
 from audify_batch.records import RunSummary
-from audify_batch.run.pipeline import LabelConfig, ModelGate, label_archive
+from audify_batch.run.config import LabelConfig
+from audify_batch.run.pipeline import ModelGate, find_recordings, label_archive
 
 
 @task(retries=3, retry_delay_seconds=[2, 10, 30])
-def count_recordings(source: str | list[str], storage_block: str | None = None) -> int:
-    """Discovery is I/O: retried. Returns only a count (the label task discovers again)."""
-    sources = source if isinstance(source, str) else tuple(source)
-    return len(discover_all(sources, storage_options_from_block(storage_block)))
+def count_recordings(config: LabelConfig) -> int:
+    """How many recordings this run is about; I/O, so retried. Returns only a count.
+
+    With a manifest it reads this shard's slice and never lists the source; without one it
+    discovers the source (and the label task discovers it again).
+    """
+    return len(find_recordings(config))
 
 
 def gpu_gate(limit_name: str | None) -> ModelGate:
@@ -35,7 +39,10 @@ def gpu_gate(limit_name: str | None) -> ModelGate:
 
 @task
 def label_task(config: LabelConfig, gpu_limit: str | None = None) -> RunSummary:
-    artifact_id = create_progress_artifact(0.0, key=PROGRESS_KEY, description="recordings labeled")
+    # async_dispatch types the result as "UUID | coroutine"; this task is sync, so it is the UUID.
+    artifact_id = cast(
+        UUID, create_progress_artifact(0.0, key=PROGRESS_KEY, description="recordings labeled")
+    )
     summary = label_archive(config, progress=ProgressPublisher(artifact_id), model_gate=gpu_gate(gpu_limit))
     update_progress_artifact(artifact_id, 100.0)
     return summary

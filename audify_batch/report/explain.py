@@ -19,7 +19,6 @@ import torch.nn.functional as F
 from fsspec.core import url_to_fs
 
 from audify_batch.ingest.audio_io import AudioDecodeError, open_audio, resample, to_mono
-from audify_batch.ingest.segments import SEGMENT_S
 from audify_batch.model.checkpoint import ModelCard
 from audify_batch.model.network import AudioClassifier, capture_activations
 
@@ -32,8 +31,12 @@ class Window:
     start_s: float
     end_s: float
     duration_s: float  # of the whole recording
-    waveform: np.ndarray  # float32 mono, SEGMENT_S at the model rate (zero-padded at the end)
+    waveform: np.ndarray  # float32 mono, one model window at the model rate (zero-padded at the end)
     sample_rate_hz: int
+
+    @property
+    def segment_s(self) -> float:
+        return len(self.waveform) / self.sample_rate_hz
 
 
 @dataclass(frozen=True)
@@ -46,15 +49,15 @@ class Explanation:
     gradcam: np.ndarray  # (n_mels, frames) in [0, 1], for labels[0]
 
 
-def segment_start_s(at_s: float, hop_s: float = SEGMENT_S) -> float:
+def segment_start_s(at_s: float, hop_s: float) -> float:
     """Start of the segment (on the labeling grid) that contains second ``at_s``."""
     if at_s < 0:
         raise ValueError(f"--at must be >= 0, got {at_s}")
     return math.floor(at_s / hop_s) * hop_s
 
 
-def read_window(uri: str, start_s: float, model_rate_hz: int) -> Window:
-    """SEGMENT_S seconds of ``uri`` from ``start_s``: seeks, decodes only that part."""
+def read_window(uri: str, start_s: float, model_rate_hz: int, segment_s: float) -> Window:
+    """``segment_s`` seconds of ``uri`` from ``start_s``: seeks, decodes only that part."""
     fs, path = url_to_fs(uri)
     with fs.open(path, "rb") as handle, open_audio(handle, uri) as audio:
         rate_hz, n_frames = int(audio.samplerate), int(audio.frames)
@@ -64,13 +67,13 @@ def read_window(uri: str, start_s: float, model_rate_hz: int) -> Window:
         first = round(start_s * rate_hz)
         try:
             audio.seek(first)
-            block = audio.read(round(SEGMENT_S * rate_hz), dtype="float32", always_2d=True)
+            block = audio.read(round(segment_s * rate_hz), dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError) as error:
             raise AudioDecodeError(uri, f"not readable as audio ({error})") from error
     mono = resample(to_mono(block), rate_hz, model_rate_hz)
-    window = np.zeros(round(SEGMENT_S * model_rate_hz), np.float32)
+    window = np.zeros(round(segment_s * model_rate_hz), np.float32)
     window[: min(len(mono), len(window))] = mono[: len(window)]
-    end_s = min(start_s + SEGMENT_S, duration_s)
+    end_s = min(start_s + segment_s, duration_s)
     return Window(uri, start_s, end_s, duration_s, window, model_rate_hz)
 
 

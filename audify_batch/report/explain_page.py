@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.image import AxesImage
 
 from audify_batch.report.explain import Explanation
 from audify_batch.report.html import esc, figure_png, img, page, table
@@ -26,10 +28,11 @@ def waveform_png(expl: Explanation) -> bytes:
 
 def _extent(expl: Explanation) -> tuple[float, float, float, float]:
     """Axes of a (mel band, frame) image: seconds in the recording, mel band index."""
-    return (expl.window.start_s, expl.window.start_s + 5.0, 0, expl.log_mel.shape[0])
+    w = expl.window
+    return (w.start_s, w.start_s + w.segment_s, 0, expl.log_mel.shape[0])
 
 
-def _spectrogram(ax: object, expl: Explanation) -> object:
+def _spectrogram(ax: Axes, expl: Explanation) -> AxesImage:
     return ax.imshow(expl.log_mel, origin="lower", aspect="auto", cmap="magma", extent=_extent(expl))
 
 
@@ -93,8 +96,11 @@ def figures(expl: Explanation) -> dict[str, bytes]:
     return pngs
 
 
-def write_explanation(expl: Explanation, out_dir: Path, model: str) -> Path:
-    """PNG files plus ``index.html`` (images embedded too, so the page stands alone)."""
+def write_explanation(expl: Explanation, out_dir: Path, model: str, asked_s: float | None = None) -> Path:
+    """PNG files plus ``index.html`` (images embedded too, so the page stands alone).
+
+    ``asked_s``: the second the user asked about (``--at``), shown in the title.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     pngs = figures(expl)
     for name, png in pngs.items():
@@ -121,6 +127,7 @@ def write_explanation(expl: Explanation, out_dir: Path, model: str) -> Path:
     ]
     sections += [img(png, name) for name, png in pngs.items() if name.startswith("stage_")]
     path = out_dir / "index.html"
-    title = f"What the model heard: {Path(w.uri).name} at {w.start_s:.1f} s"
+    asked = f"at {asked_s:g} s: " if asked_s is not None else ""
+    title = f"What the model heard: {Path(w.uri).name} {asked}segment {w.start_s:.2f}-{w.end_s:.2f} s"
     path.write_text(page(title, "\n".join(sections)))
     return path

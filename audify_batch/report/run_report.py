@@ -21,7 +21,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from audify_batch.ingest.sources import is_local
+from audify_batch.fs import is_local
 from audify_batch.report.html import esc, figure_png, img, page, table
 from audify_batch.store.query import QueryResult, connect, fetch, normalize_out, remote_filesystem, subquery
 

@@ -35,7 +35,13 @@ def clean_output(out: str, model_dir: str, storage_options: dict[str, Any] | Non
 
 def batch_run_ids(sink: ParquetSink, batch_id: str) -> list[str]:
     runs = sink.read_runs().to_pylist()
-    return sorted(r[S.RUN_ID] for r in runs if json.loads(r[S.CONFIG_JSON]).get("batch_id") == batch_id)
+    return sorted(r[S.RUN_ID] for r in runs if _batch_id(json.loads(r[S.CONFIG_JSON])) == batch_id)
+
+
+def _batch_id(settings: dict[str, Any]) -> str | None:
+    """The fan-out a run belonged to: ``shard.batch_id`` (flat ``batch_id`` in runs before 0.2)."""
+    shard = settings.get("shard")
+    return shard.get("batch_id") if isinstance(shard, dict) else settings.get("batch_id")
 
 
 def _final_rows(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

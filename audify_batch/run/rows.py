@@ -18,11 +18,10 @@ import pyarrow as pa
 from audify_batch.ingest.loader import RecordingOutcome, SegmentChunk
 from audify_batch.ingest.sources import RecordingRef
 from audify_batch.model.checkpoint import ModelCard
-from audify_batch.model.inference import Precision, predict_batch
-from audify_batch.model.network import AudioClassifier
+from audify_batch.model.outputs import TopK
 from audify_batch.records import Progress, RunSummary
+from audify_batch.run.ports import Sink
 from audify_batch.store import schema as S
-from audify_batch.store.sink import ParquetSink
 
 
 @dataclass
@@ -44,7 +43,6 @@ class RowCollector:
     card: ModelCard
     run_id: str
     config_hash: str
-    top_k: int
     pending: dict[int, _Rows] = field(default_factory=dict)
     ready: list[tuple[RecordingOutcome, dict[str, np.ndarray] | None]] = field(default_factory=list)
     status_counts: Counter[str] = field(default_factory=Counter)
@@ -61,25 +59,26 @@ class RowCollector:
     def has_ready(self) -> bool:
         return bool(self.ready)
 
-    def add_chunk(self, model: AudioClassifier, chunk: SegmentChunk, precision: Precision) -> None:
+    def add(self, chunk: SegmentChunk, outputs: TopK | None) -> None:
+        """Hold the chunk's segment rows (``outputs``: the model's, one per segment) and
+        finish the recordings it closes. ``outputs`` is ``None`` only for a chunk without segments."""
         if len(chunk):
-            probs, embeddings = predict_batch(model, chunk.waveforms, precision)
-            values, indices = probs.topk(min(self.top_k, probs.shape[1]), dim=1)
-            self._add_rows(chunk, values.cpu().numpy(), indices.cpu().numpy(), embeddings.cpu().numpy())
+            if outputs is None or len(outputs) != len(chunk):
+                got = "none" if outputs is None else len(outputs)
+                raise ValueError(f"chunk of {len(chunk)} segments needs as many model outputs, got {got}")
+            self._add_rows(chunk, outputs)
         for outcome in chunk.finished:
             self._finish(outcome)
 
-    def _add_rows(
-        self, chunk: SegmentChunk, values: np.ndarray, indices: np.ndarray, emb: np.ndarray
-    ) -> None:
+    def _add_rows(self, chunk: SegmentChunk, outputs: TopK) -> None:
         recording = chunk.recording_index.numpy()
         columns = {
             "segment_index": chunk.segment_index.numpy(),
             "start_sample": chunk.start_sample.numpy(),
             "end_sample": chunk.end_sample.numpy(),
-            "top_values": values.astype(np.float32),
-            "top_indices": indices,
-            "embedding": emb.astype(np.float32),
+            "top_values": outputs.values.astype(np.float32),
+            "top_indices": outputs.indices.astype(np.int64),
+            "embedding": outputs.embeddings.astype(np.float32),
         }
         for index in np.unique(recording):
             mask = recording == index
@@ -98,14 +97,14 @@ class RowCollector:
         self.audio_s += outcome.duration_s or 0.0
         self.ready.append((outcome, merged))
 
-    def commit(self, sink: ParquetSink) -> None:
+    def commit(self, sink: Sink) -> None:
         if not self.ready:
             return
         ready, self.ready = self.ready, []
         segments = self._segments_table([(o, rows) for o, rows in ready if rows is not None])
         sink.write_part(segments, self._recordings_table(ready))
 
-    def commit_skipped(self, sink: ParquetSink, unchanged: list[RecordingRef]) -> None:
+    def commit_skipped(self, sink: Sink, unchanged: list[RecordingRef]) -> None:
         if not unchanged:
             return
         self.status_counts[S.STATUS_SKIPPED] += len(unchanged)

@@ -5,6 +5,7 @@ Layout (hive partitioning, one folder per model so versions never mix):
     OUT/segments/model=<name>-<version>/part-<run_id>-<seq>.parquet
     OUT/recordings/model=<name>-<version>/part-<run_id>-<seq>.parquet
     OUT/runs/model=<name>-<version>/run-<run_id>-<nn>.parquet   (one file per run state)
+    OUT/manifests/<batch_id>.parquet   (a fan-out's one listing of SOURCE, each row with its shard)
 
 A recordings part is the commit record of the segments part with the same
 name: a segments part without one is debris of an interrupted run and is
@@ -13,11 +14,16 @@ removed before the next run starts.
 
 from __future__ import annotations
 
+import re
+
 import pyarrow as pa
+
+from audify_batch.records import RecordingStatus, RunStatus
 
 SEGMENTS = "segments"
 RECORDINGS = "recordings"
 RUNS = "runs"
+MANIFESTS = "manifests"
 MODEL_PARTITION = "model"
 
 # Shared columns
@@ -50,10 +56,10 @@ STATUS = "status"
 ERROR = "error"
 FINISHED_AT = "finished_at"
 
-# recording status values
-STATUS_LABELED = "labeled"
-STATUS_FAILED = "failed"
-STATUS_SKIPPED = "skipped"
+# recording status values (the enum lives with the shared records)
+STATUS_LABELED = RecordingStatus.LABELED
+STATUS_FAILED = RecordingStatus.FAILED
+STATUS_SKIPPED = RecordingStatus.SKIPPED
 
 # runs
 STARTED_AT = "started_at"
@@ -66,8 +72,9 @@ N_SKIPPED = "n_skipped"
 AUDIO_S = "audio_s"
 WALL_S = "wall_s"
 
-RUN_COMPLETED = "completed"
-RUN_FAILED = "failed"
+RUN_RUNNING = RunStatus.RUNNING
+RUN_COMPLETED = RunStatus.COMPLETED
+RUN_FAILED = RunStatus.FAILED
 
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
 
@@ -135,6 +142,36 @@ RUNS_SCHEMA = pa.schema(
 )
 
 
+def model_label(model_name: str, model_version: str) -> str:
+    """The ``model`` value of the views, e.g. ``audify-esc50-resnet-1.0.0``."""
+    return f"{model_name}-{model_version}"
+
+
 def model_partition(model_name: str, model_version: str) -> str:
     """Folder name of one model's partition, e.g. ``model=audify-esc50-resnet-1.0.0``."""
-    return f"{MODEL_PARTITION}={model_name}-{model_version}"
+    return f"{MODEL_PARTITION}={model_label(model_name, model_version)}"
+
+
+# manifests: one row per recording found by a fan-out's listing, in the shard that labels it.
+# The shard count is file metadata (every row of one manifest is split the same way).
+SHARD_INDEX = "shard_index"
+MANIFEST_SHARD_COUNT_KEY = b"audify.shard_count"
+
+MANIFEST_SCHEMA = pa.schema(
+    [
+        pa.field(URI, pa.string(), nullable=False),
+        pa.field(SIZE_BYTES, pa.int64(), nullable=False),
+        pa.field(MTIME_S, pa.float64(), nullable=False),
+        pa.field(RECORDING_ID, pa.string(), nullable=False),
+        pa.field(ERROR, pa.string()),
+        pa.field(SHARD_INDEX, pa.int32(), nullable=False),
+    ]
+)
+_BATCH_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def manifest_path(batch_id: str) -> str:
+    """Path of a fan-out's manifest relative to OUT: ``manifests/<batch_id>.parquet``."""
+    if not _BATCH_ID.fullmatch(batch_id):
+        raise ValueError(f"batch_id must be letters, digits, '.', '_' or '-' (a file name), got {batch_id!r}")
+    return f"{MANIFESTS}/{batch_id}.parquet"

@@ -17,12 +17,27 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+from fsspec import AbstractFileSystem
 from fsspec.core import url_to_fs
 
-from audify_batch.ingest.sources import is_local
+from audify_batch.fs import is_local
+from audify_batch.store import query as Q
 from audify_batch.store import schema as S
 
 TMP_SUFFIX = ".tmp"
+
+
+def write_parquet_atomic(fs: AbstractFileSystem, table: pa.Table, path: str, **options: Any) -> None:
+    """Write ``table`` to ``path`` atomically (rename on local disk, one PUT on object stores).
+
+    ``options`` go to ``pyarrow.parquet.write_table`` (e.g. ``row_group_size``).
+    """
+    fs.makedirs(posixpath.dirname(path), exist_ok=True)
+    target = f"{path}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}" if is_local(fs) else path
+    with fs.open(target, "wb") as handle:
+        pq.write_table(table, handle, compression="zstd", **options)
+    if target != path:
+        fs.mv(target, path)
 
 
 @dataclass(frozen=True)
@@ -43,7 +58,9 @@ class ParquetSink:
         run_id: str,
         storage_options: dict[str, Any] | None = None,
     ) -> None:
+        self.out = out
         self.fs, self.root = url_to_fs(out, **(storage_options or {}))
+        self.model = S.model_label(model_name, model_version)
         self.partition = S.model_partition(model_name, model_version)
         self.run_id = run_id
         self._seq = 0
@@ -54,13 +71,7 @@ class ParquetSink:
         return posixpath.join(self.root, table, self.partition)
 
     def _write(self, table: pa.Table, path: str) -> None:
-        """Write ``table`` to ``path`` atomically (rename on local disk, one PUT on object stores)."""
-        self.fs.makedirs(posixpath.dirname(path), exist_ok=True)
-        target = f"{path}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}" if self._local else path
-        with self.fs.open(target, "wb") as handle:
-            pq.write_table(table, handle, compression="zstd")
-        if target != path:
-            self.fs.mv(target, path)
+        write_parquet_atomic(self.fs, table, path)
 
     def remove_debris(self) -> int:
         """Delete temporary files and uncommitted segments parts; returns how many."""
@@ -103,17 +114,21 @@ class ParquetSink:
         return ds.dataset(paths, schema=schema, filesystem=self.fs, format="parquet").to_table()
 
     def labeled_keys(self, config_hash: str) -> dict[str, FileKey]:
-        """Recordings whose latest labeled-or-failed row is 'labeled' with these settings."""
-        rows = self.read_recordings().to_pylist()
-        latest: dict[str, dict[str, Any]] = {}
-        for row in sorted(rows, key=lambda r: (r[S.FINISHED_AT], r[S.RUN_ID])):
-            if row[S.STATUS] != S.STATUS_SKIPPED:
-                latest[row[S.URI]] = row
-        return {
-            uri: FileKey(uri, row[S.SIZE_BYTES], row[S.MTIME_S])
-            for uri, row in latest.items()
-            if row[S.STATUS] == S.STATUS_LABELED and row[S.CONFIG_HASH] == config_hash
-        }
+        """Recordings whose latest labeled-or-failed row is 'labeled' with these settings.
+
+        DuckDB computes the set (``sql/labeled_keys.sql`` over the ``recordings`` view of
+        ``sql/views.sql``, the one definition of a recording's current state) over this model's
+        committed recordings parts; only the labeled keys come back to Python.
+        """
+        if not self._names(S.RECORDINGS):  # also refreshes a cached object-store listing
+            return {}
+        filesystem = None if self._local else self.fs
+        con = Q.connect(self.out, embedding_dim=1, filesystem=filesystem)  # D: no embedding is read
+        try:
+            result = Q.fetch_file(con, "labeled_keys", {"model": self.model, "config_hash": config_hash})
+        finally:
+            con.close()
+        return {uri: FileKey(uri, size, mtime) for uri, size, mtime in result.rows}
 
     def write_part(self, segments: pa.Table, recordings: pa.Table) -> str:
         """Commit one part: segments first, then the recordings file that makes it visible."""

@@ -68,7 +68,7 @@ END;
 
 SET VARIABLE audify_embedding_dim = coalesce(
     getvariable('embedding_dim')::INTEGER,
-    (FROM query(CASE WHEN getvariable('audify_has_segments')
+    (FROM query(CASE WHEN getvariable('embedding_dim') IS NULL AND getvariable('audify_has_segments')
         THEN $$SELECT len(embedding)::INTEGER FROM read_parquet(
                    getvariable('audify_out') || '/segments/model=*/part-*.parquet') LIMIT 1$$
         ELSE 'SELECT NULL::INTEGER' END)),
@@ -142,6 +142,8 @@ SELECT model, uri, recording_id, run_id, status, error, n_segments, duration_s, 
     size_bytes, mtime_s, fingerprint, finished_at, model_name, model_version, config_hash, part
 FROM audify_recording_rows;
 
+-- The one definition of "current": the writer's skip query (labeled_keys.sql, run before each labeling
+-- run) reads this view too, so what a run skips is exactly what this view calls current and labeled.
 CREATE OR REPLACE VIEW recordings AS
 WITH seen AS (
     SELECT *, max(finished_at) OVER (PARTITION BY model, uri) AS last_seen_at

@@ -1,6 +1,7 @@
 """Prefect flow: split a large archive into shards and label them in parallel on a work pool.
 
-The parent cleans the output, lists SOURCE once into a manifest
+The parent takes the lease on OUT under its batch id (the shards join it; any
+other run on OUT fails as busy), cleans the output, lists SOURCE once into a manifest
 (``OUT/manifests/<batch_id>.parquet``, each recording with its shard), starts
 one run of the shard deployment (``label-archive/label-shard``) per shard with
 ``run_deployment``, each labeling only its slice of the manifest (no shard
@@ -37,13 +38,15 @@ from audify_batch.run.batches import (
 from audify_batch.run.config import RuntimeConfig
 from audify_batch.run.manifest import Manifest, create_manifest
 from audify_batch.run.shards import Shard, all_shards
+from audify_batch.store.lease import hold_lease
 
 SHARD_DEPLOYMENT = "label-archive/label-shard"
 
 
 @task(retries=3, retry_delay_seconds=[2, 10, 30])
-def clean_task(out: str, model_dir: str, storage_block: str | None = None) -> int:
-    return clean_output(out, model_dir, storage_options_from_block(storage_block))
+def clean_task(out: str, model_dir: str, batch_id: str, storage_block: str | None = None) -> int:
+    """Debris of dead runs, under the batch's lease (the files of its live shards are spared)."""
+    return clean_output(out, model_dir, storage_options_from_block(storage_block), batch_id)
 
 
 @task(retries=3, retry_delay_seconds=[2, 10, 30])
@@ -99,35 +102,41 @@ def fanout_flow(
     poll_s: Annotated[float, Field(gt=0)] = 2.0,
     storage_block: str | None = None,
 ) -> dict[str, Any]:
-    """Label SOURCE into OUT as SHARDS parallel deployment runs; one combined summary."""
+    """Label SOURCE into OUT as SHARDS parallel deployment runs; one combined summary.
+
+    The flow holds the lease on OUT under its batch id from the first clean-up to the last
+    (``store/lease.py``): the shards join it, any other run on OUT fails with ``OutputBusyError``.
+    """
     logger = get_run_logger()
     started = time.perf_counter()
     batch_id = str(flow_run.get_id() or f"local-{time.time_ns()}")
-    logger.info("removed %d debris files before fan-out", clean_task(out, model_dir, storage_block))
-    manifest = manifest_task(source, out, batch_id, shards, storage_block)
-    logger.info("listed %d recordings once into %s", manifest.n_recordings, manifest.uri)
-
-    def parameters(shard: Shard) -> dict[str, Any]:
-        return dict(
-            source=source,
-            out=out,
-            model_dir=model_dir,
-            workers=workers,
-            gpu_limit=gpu_limit,
-            shard_index=shard.index,
-            shard_count=shard.count,
-            batch_id=batch_id,
-            manifest=manifest.uri,
-            storage_block=storage_block,
-        )
-
-    history = run_shards(
-        all_shards(shards), deployment_launcher(shard_deployment, parameters, poll_s), max_attempts
-    )
-    for result in history:
-        logger.info("shard %s try %d: %s", result.shard.name, result.attempt, result.detail)
-    clean_task(out, model_dir, storage_block)
     options = storage_options_from_block(storage_block)
+    with hold_lease(out, batch_id, options, batch_id=batch_id):
+        removed = clean_task(out, model_dir, batch_id, storage_block)
+        logger.info("removed %d debris files before fan-out", removed)
+        manifest = manifest_task(source, out, batch_id, shards, storage_block)
+        logger.info("listed %d recordings once into %s", manifest.n_recordings, manifest.uri)
+
+        def parameters(shard: Shard) -> dict[str, Any]:
+            return dict(
+                source=source,
+                out=out,
+                model_dir=model_dir,
+                workers=workers,
+                gpu_limit=gpu_limit,
+                shard_index=shard.index,
+                shard_count=shard.count,
+                batch_id=batch_id,
+                manifest=manifest.uri,
+                storage_block=storage_block,
+            )
+
+        history = run_shards(
+            all_shards(shards), deployment_launcher(shard_deployment, parameters, poll_s), max_attempts
+        )
+        for result in history:
+            logger.info("shard %s try %d: %s", result.shard.name, result.attempt, result.detail)
+        clean_task(out, model_dir, batch_id, storage_block)
     summary = summarize_batch(out, model_dir, batch_id, time.perf_counter() - started, options)
     publish_summary(summary, f"Fan-out {batch_id} over {shards} shards", options)
     failed = failed_shards(history)

@@ -58,3 +58,25 @@ def bad_files(folder: Path) -> dict[str, str]:
         "zero_length.wav": "zero-length",
         "truncated.flac": "truncated",
     }
+
+
+def cut_in_half(path: Path) -> Path:
+    """Keep the first half of the file's bytes, as an interrupted copy or upload would."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def truncated_wav(path: Path, seconds: float = 30.0, sample_rate_hz: int = 16_000) -> Path:
+    """A PCM WAV whose header declares ``seconds`` but whose data holds half of them."""
+    rng = np.random.default_rng(11)
+    sf.write(str(path), 0.2 * rng.standard_normal(round(seconds * sample_rate_hz)), sample_rate_hz)
+    return cut_in_half(path)
+
+
+def truncated_ogg(path: Path, seconds: float = 30.0, sample_rate_hz: int = 16_000) -> Path:
+    """An Ogg Vorbis of ``seconds`` cut in half (Ogg declares no length: only its end is missing)."""
+    rng = np.random.default_rng(12)
+    data = 0.2 * rng.standard_normal(round(seconds * sample_rate_hz))
+    sf.write(str(path), data, sample_rate_hz, format="OGG", subtype="VORBIS")
+    return cut_in_half(path)

@@ -15,8 +15,15 @@ S3_ENV = {
 
 @contextmanager
 def moto_s3() -> Iterator[str]:
-    """Start moto's threaded server on a free port; yields the endpoint URL; restores the env."""
+    """Start moto's threaded server on a free port; yields the endpoint URL; restores the env.
+
+    fsspec caches S3 filesystems by their arguments, not by the endpoint in the environment:
+    the cache is cleared on entry and exit so that no test talks to another test's server.
+    """
+    import s3fs
     from moto.server import ThreadedMotoServer
+
+    s3fs.S3FileSystem.clear_instance_cache()
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
@@ -28,6 +35,7 @@ def moto_s3() -> Iterator[str]:
         yield endpoint
     finally:
         server.stop()
+        s3fs.S3FileSystem.clear_instance_cache()
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)

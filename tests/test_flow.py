@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -8,8 +9,9 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
 from audify_batch.orchestration.artifacts import PROGRESS_KEY, REPORT_KEY, SUMMARY_KEY
+from audify_batch.orchestration.outcome import COMPLETED_WITH_FAILURES
 from audify_batch.store.query import run_sql
-from flows.label_archive import label_archive_flow
+from flows.label_archive import label_archive_flow, main
 from tests.conftest import write_noise
 
 
@@ -85,6 +87,62 @@ def test_flow_labels_an_archive_and_publishes_artifacts(
         f"| tiny-fake-0.1 | {label} | {n} | {n / 6:.3f} | {n_recordings} |"
         for label, n, n_recordings in counts
     ]
+
+
+def test_failed_recordings_end_completed_with_failures_and_a_clean_run_completed(
+    prefect_harness: None, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    write_noise(archive / "good.wav", 6.0)
+    broken = archive / "broken.wav"
+    broken.write_bytes(b"")
+    out = tmp_path / "out"
+    state = label_archive_flow(
+        str(archive), str(out), model_dir=str(tiny_model_dir), workers=0, return_state=True
+    )
+    # Completed (no retry, no crash alert), but named apart from a clean run, with the count.
+    assert state.is_completed() and state.name == COMPLETED_WITH_FAILURES
+    assert state.message is not None and state.message.startswith("1 of 2 recordings failed")
+    result = state.result()
+    assert (result["n_labeled"], result["n_failed"]) == (1, 1)
+    assert [tuple(failure) for failure in result["failures"]] == [(str(broken), "empty file (0 bytes)")]
+    assert result["report_url"] == (out / "reports" / f"{result['run_id']}.html").as_uri()
+
+    broken.unlink()  # the next run has nothing left that fails: a plain Completed
+    state = label_archive_flow(
+        str(archive), str(out), model_dir=str(tiny_model_dir), workers=0, return_state=True
+    )
+    assert state.is_completed() and state.name == "Completed"
+    assert state.message == "0 labeled, 1 unchanged, none failed"
+    assert list(state.result()["failures"]) == []
+
+
+def test_running_the_flow_file_names_failures_and_the_report_and_exits_3(
+    prefect_harness: None,
+    tiny_model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    for name in ["DO_NOT_TRACK", "PREFECT_SERVER_ANALYTICS_ENABLED"]:
+        monkeypatch.delenv(name, raising=False)  # restored after the test
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    write_noise(archive / "good.wav", 6.0)
+    (archive / "corrupt.wav").write_bytes(b"RIFF not really")
+    out = tmp_path / "out"
+    caplog.set_level("INFO")
+    assert main([str(archive), str(out), "--model", str(tiny_model_dir)]) == 3
+    assert os.environ["DO_NOT_TRACK"] == "1"
+    assert os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
+    text = caplog.text
+    assert f"failed: {archive / 'corrupt.wav'}: " in text
+    (report,) = (out / "reports").glob("*.html")
+    assert f"report: {report}" in text
+
+    (archive / "corrupt.wav").unlink()
+    assert main([str(archive), str(out), "--model", str(tiny_model_dir)]) == 0
 
 
 def test_gpu_limit_holds_a_global_concurrency_slot_per_model_step(

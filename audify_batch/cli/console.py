@@ -5,6 +5,12 @@ from __future__ import annotations
 import os
 import sys
 
+# Exit statuses of every audify command (the README's "Exit status" section lists them).
+EXIT_ERROR = 1  # the command could not run: bad arguments, unreadable input, OUT not writable
+EXIT_USAGE = 2  # argparse: unknown option or missing argument
+EXIT_SOME_FAILED = 3  # audify label: the run completed, some recordings failed (see the summary)
+EXIT_INTERRUPTED = 130  # Ctrl-C: what was complete is committed
+
 
 def print_lines(*lines: str) -> None:
     """Print to stdout; a reader that went away (``| head``) is not an error and changes no status."""

@@ -8,14 +8,12 @@ from typing import Any
 
 from tqdm import tqdm
 
-from audify_batch.cli.console import print_lines
+from audify_batch.cli.console import EXIT_INTERRUPTED, EXIT_SOME_FAILED, print_lines
 from audify_batch.ingest.segments import LastWindow, SegmentingConfig
 from audify_batch.model.inference import Precision
-from audify_batch.records import Progress, RunSummary
+from audify_batch.records import Progress, RunInterrupted, RunSummary
 from audify_batch.run.config import LabelConfig, OutputConfig, RuntimeConfig, SourceConfig
 from audify_batch.run.pipeline import label_archive
-
-EXIT_SOME_FAILED = 3
 
 
 def add_label_parser(commands: Any) -> None:
@@ -23,8 +21,10 @@ def add_label_parser(commands: Any) -> None:
         "label",
         help="label an archive into Parquet",
         description="Label every new or changed recording under SOURCE (a folder, a glob or a list "
-        f"file) into OUT. Exit status: 0 all labeled, {EXIT_SOME_FAILED} some recordings failed "
-        "(see the summary), 1 the run could not start.",
+        f"file) into OUT. Exit status: 0 all labeled (recordings cut short are labeled as far as "
+        f"readable and listed as partial), {EXIT_SOME_FAILED} some recordings failed (see the summary), "
+        "1 the run could not start (SOURCE missing or naming no audio files, bad options, OUT in use "
+        "by another live run: see --wait-s).",
     )
     label.add_argument("source", help="a folder, glob, list file (.txt/.lst/.list) or file; local or s3://")
     label.add_argument("--out", required=True, help="output root (local folder or s3://bucket/prefix)")
@@ -44,6 +44,12 @@ def add_label_parser(commands: Any) -> None:
         choices=[p.value for p in Precision],
         default=RuntimeConfig.precision.value,
         help="bf16 autocast where the hardware has it (auto), or force fp32/bf16",
+    )
+    label.add_argument(
+        "--wait-s",
+        type=float,
+        default=RuntimeConfig.lease_wait_s,
+        help="OUT in use by another run: wait this long for it (default: fail at once)",
     )
     label.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -83,6 +89,7 @@ def config_from_args(args: argparse.Namespace) -> LabelConfig:
             threads=args.threads,
             device=args.device,
             precision=Precision(args.precision),
+            lease_wait_s=args.wait_s,
         ),
     )
 
@@ -115,11 +122,15 @@ class ProgressBar:
 def format_summary(summary: RunSummary) -> str:
     lines = [
         f"run {summary.run_id} -> {summary.out} ({summary.model})",
-        f"recordings: {summary.n_recordings} found, {summary.n_labeled} labeled, "
-        f"{summary.n_skipped} unchanged (skipped), {summary.n_failed} failed",
+        f"recordings: {summary.n_recordings} found, {summary.n_labeled} labeled"
+        + (f" ({summary.n_partial} partial: cut short)" if summary.n_partial else "")
+        + f", {summary.n_skipped} unchanged (skipped), {summary.n_failed} failed",
         f"segments: {summary.n_segments}, audio {summary.audio_s / 3600:.2f} h in {summary.wall_s:.1f} s "
         f"({summary.realtime_factor:.0f}x realtime)",
     ]
+    lines += [f"partial: {uri}: {reason}" for uri, reason in summary.warnings[:20]]
+    if len(summary.warnings) > 20:
+        lines.append(f"... and {len(summary.warnings) - 20} more partial (status 'partial' in recordings)")
     lines += [f"failed: {uri}: {reason}" for uri, reason in summary.failures[:20]]
     if len(summary.failures) > 20:
         lines.append(f"... and {len(summary.failures) - 20} more failures (see the recordings table)")
@@ -130,6 +141,15 @@ def run_label(args: argparse.Namespace) -> int:
     bar = ProgressBar(enabled=not args.no_progress)
     try:
         summary = label_archive(config_from_args(args), progress=bar)
+    except RunInterrupted as stop:
+        bar.close()
+        done = stop.summary
+        print(
+            f"audify: interrupted: {done.n_labeled + done.n_failed} recordings committed to {done.out} "
+            f"({done.n_segments} segments); run the same command again to resume",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     finally:
         bar.close()
     status = EXIT_SOME_FAILED if summary.n_failed else 0

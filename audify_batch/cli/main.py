@@ -13,7 +13,7 @@ import duckdb
 import torch
 
 from audify_batch import __version__
-from audify_batch.cli.console import first_line, os_error_line, print_lines
+from audify_batch.cli.console import EXIT_ERROR, EXIT_INTERRUPTED, first_line, os_error_line, print_lines
 from audify_batch.cli.explain import add_explain_parser, run_explain
 from audify_batch.cli.label import add_label_parser, add_segmenting_arguments, run_label, segmenting_from_args
 from audify_batch.ingest.audio_io import AudioDecodeError
@@ -28,8 +28,6 @@ from audify_batch.model.inference import (
 from audify_batch.report.run_report import html_report
 from audify_batch.store.query import format_table, run_sql, text_report
 
-EXIT_ERROR = 1  # the command could not run (bad arguments, unreadable input, output not writable)
-EXIT_INTERRUPTED = 130  # Ctrl-C
 CLASSIFY_TOP_K = 3  # labels printed per segment by classify (label stores OutputConfig.top_k)
 
 

@@ -86,6 +86,65 @@ def _decode_error(path: str | Path, error: BaseException) -> AudioDecodeError:
     return AudioDecodeError(str(path), _reason(error))
 
 
+# WAVE format tags whose frames are exactly block_align bytes: PCM, IEEE float, A-law, mu-law, extensible.
+_WAV_FRAMED_TAGS = frozenset({0x0001, 0x0003, 0x0006, 0x0007, 0xFFFE})
+_WAV_SIZE_UNKNOWN = frozenset({0, 0xFFFFFFFF})  # a stream written before its length was known
+_OGG_EOS_FLAG = 0x04
+
+
+def wav_declared_frames(head: bytes) -> int | None:
+    """Frames the RIFF/WAVE header of ``head`` (the file's first bytes) declares, or None when
+    this is no WAV, its data chunk is not within ``head``, or its length is not declared."""
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    position, fmt_tag, block_align = 12, None, 0
+    while position + 8 <= len(head):
+        chunk, body = head[position : position + 4], position + 8
+        size = int.from_bytes(head[position + 4 : body], "little")
+        if chunk == b"fmt " and body + 14 <= len(head):
+            fmt_tag = int.from_bytes(head[body : body + 2], "little")
+            block_align = int.from_bytes(head[body + 12 : body + 14], "little")
+        elif chunk == b"data":
+            if fmt_tag not in _WAV_FRAMED_TAGS or block_align <= 0 or size in _WAV_SIZE_UNKNOWN:
+                return None
+            return size // block_align
+        position = body + size + (size & 1)
+    return None
+
+
+def ogg_ends_cleanly(last: bytes) -> bool:
+    """True when ``last`` (a file's last bytes) ends with a whole Ogg page that closes its stream.
+
+    An Ogg file declares no total length up front: a cut one is recognised by its end, a last
+    page cut short or a last page without the end-of-stream flag.
+    """
+    start = last.rfind(b"OggS")
+    while start >= 0:
+        n_lacing = last[start + 26] if start + 27 <= len(last) else -1
+        if n_lacing >= 0 and last[start + 4] == 0 and start + 27 + n_lacing <= len(last):
+            length = 27 + n_lacing + sum(last[start + 27 : start + 27 + n_lacing])
+            if start + length == len(last):
+                return bool(last[start + 5] & _OGG_EOS_FLAG)
+        start = last.rfind(b"OggS", 0, start)
+    return False
+
+
+def truncation(head: bytes, last: bytes, n_frames: int, sample_rate_hz: int) -> str | None:
+    """Why a file that opened with ``n_frames`` readable frames is cut short, or None.
+
+    WAV: the header's data length against what the file holds. Ogg (Vorbis, Opus, FLAC in
+    Ogg): no length is declared, so only the missing end of the stream is seen. Other
+    formats: libsndfile's own frame count (checked against what decodes by the caller).
+    """
+    readable_s = n_frames / sample_rate_hz
+    declared = wav_declared_frames(head)
+    if declared is not None and declared > n_frames:
+        return f"truncated: {readable_s:.1f} s of {declared / sample_rate_hz:.1f} s declared"
+    if head[:4] == b"OggS" and not ogg_ends_cleanly(last):
+        return f"truncated: {readable_s:.1f} s readable; the Ogg stream stops before its end (length unknown)"
+    return None
+
+
 def to_mono(block: np.ndarray) -> np.ndarray:
     """Average the channels of a (frames, channels) block to float32 mono."""
     if block.ndim == 1:

@@ -11,6 +11,7 @@ arrive before (or with) its outcome. Workers never write output.
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -29,10 +30,11 @@ from audify_batch.ingest.audio_io import (
     decode_blocks,
     io_reason,
     open_audio,
+    truncation,
 )
 from audify_batch.ingest.retry import ReadErrorTrap, RetryPolicy, is_transient
 from audify_batch.ingest.segments import Segment, SegmentGrid, segment_audio
-from audify_batch.ingest.sources import RecordingRef, fingerprint
+from audify_batch.ingest.sources import FileEnds, RecordingRef, read_ends
 from audify_batch.records import RecordingStatus
 
 MAX_OUTCOMES_PER_CHUNK = 256
@@ -69,6 +71,7 @@ class SegmentPiece:
     recording_index: int
     segment: Segment
     waveform: np.ndarray
+    sample_rate_hz: int  # the recording's own rate: the unit of the segment's bounds
 
 
 @dataclass
@@ -79,6 +82,7 @@ class SegmentChunk:
     segment_index: torch.Tensor  # int64 (B,)
     start_sample: torch.Tensor  # int64 (B,), source rate
     end_sample: torch.Tensor  # int64 (B,), source rate
+    sample_rate_hz: torch.Tensor  # int64 (B,), the source rate of each segment's recording
     waveforms: torch.Tensor  # float32 (B, window) at the model rate
     finished: tuple[RecordingOutcome, ...] = ()
 
@@ -88,6 +92,7 @@ class SegmentChunk:
             self.segment_index,
             self.start_sample,
             self.end_sample,
+            self.sample_rate_hz,
             self.waveforms.pin_memory(),
             self.finished,
         )
@@ -111,6 +116,7 @@ class _ChunkBuilder:
             torch.tensor([p.segment.index for p in pieces], dtype=torch.int64),
             torch.tensor([p.segment.start_sample for p in pieces], dtype=torch.int64),
             torch.tensor([p.segment.end_sample for p in pieces], dtype=torch.int64),
+            torch.tensor([p.sample_rate_hz for p in pieces], dtype=torch.int64),
             torch.from_numpy(waves),
             finished,
         )
@@ -194,11 +200,11 @@ def _decode_recording(
     if ref.size_bytes == 0:
         yield _failed(index, EMPTY_FILE_REASON)
         return
-    print_ = fingerprint(ref.uri, ref.size_bytes, storage_options)
+    ends = read_ends(ref.uri, ref.size_bytes, storage_options)  # the fingerprint's bytes, and headers
     with _open_stream(ref.uri, storage_options) as handle:
         trap = ReadErrorTrap(handle)
         try:
-            yield from _segments_of(index, ref, cfg, trap, print_)
+            yield from _segments_of(index, ref, cfg, trap, ends)
         except AudioDecodeError:
             trap.raise_if_failed()  # a connection fault, not bad audio
             raise
@@ -206,15 +212,21 @@ def _decode_recording(
 
 
 def _segments_of(
-    index: int, ref: RecordingRef, cfg: SegmentGrid, trap: ReadErrorTrap, print_: str
+    index: int, ref: RecordingRef, cfg: SegmentGrid, trap: ReadErrorTrap, ends: FileEnds
 ) -> Iterator[SegmentPiece | RecordingOutcome]:
+    """Segments of the readable frames, then the outcome: labeled, partial (the file is cut
+    short: its readable part is labeled and ``error`` says how much), or failed."""
     with open_audio(trap, ref.uri) as audio:
         rate_hz, channels, n_frames = int(audio.samplerate), int(audio.channels), int(audio.frames)
         facts = _RecordingFacts(
-            fingerprint=print_, sample_rate_hz=rate_hz, channels=channels, duration_s=n_frames / rate_hz
+            fingerprint=ends.fingerprint(),
+            sample_rate_hz=rate_hz,
+            channels=channels,
+            duration_s=n_frames / rate_hz,
         )
         if n_frames <= 0:
-            yield _failed(index, "no audio samples (zero-length audio)", **facts)
+            cut_to_nothing = truncation(ends.head, ends.last, n_frames, rate_hz)
+            yield _failed(index, cut_to_nothing or "no audio samples (zero-length audio)", **facts)
             return
         segments = cfg.plan(n_frames, rate_hz)
         blocks = _Counted(decode_blocks(audio, cfg.model_rate_hz, cfg.block_frames, ref.uri))
@@ -222,7 +234,7 @@ def _segments_of(
             blocks, segments, rate_hz, cfg.model_rate_hz, cfg.window_samples
         ):
             trap.raise_if_failed()  # a failed read looks like the end of the file: never pad it
-            yield SegmentPiece(index, segment, waveform)
+            yield SegmentPiece(index, segment, waveform, rate_hz)
         trap.raise_if_failed()
         expected = n_frames * cfg.model_rate_hz // rate_hz
         if blocks.n_samples < expected - cfg.model_rate_hz // 10:
@@ -230,7 +242,9 @@ def _segments_of(
             reason = f"truncated: decoded {decoded_s:.2f} s of {n_frames / rate_hz:.2f} s"
             yield _failed(index, reason, **facts)
             return
-        yield RecordingOutcome(index, RecordingStatus.LABELED, None, n_segments=len(segments), **facts)
+        cut_short = truncation(ends.head, ends.last, n_frames, rate_hz)
+        status = RecordingStatus.PARTIAL if cut_short else RecordingStatus.LABELED
+        yield RecordingOutcome(index, status, cut_short, n_segments=len(segments), **facts)
 
 
 class SegmentDataset(IterableDataset):
@@ -297,5 +311,11 @@ def exit_when_process_dies(pid: int, every_s: float = 0.5) -> None:
 
 
 def init_worker(_worker_id: int) -> None:
-    """Each worker decodes on one thread; the model gets the rest of the machine."""
+    """Each worker decodes on one thread; the model gets the rest of the machine.
+
+    Ctrl-C in a terminal reaches every process of its group: the run decides what happens
+    (commit what is complete, stop), and its workers end when it shuts them down or dies.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked while the run forked us
     torch.set_num_threads(1)

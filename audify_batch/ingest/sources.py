@@ -4,12 +4,27 @@ SOURCE is a folder (searched recursively), a glob, a list file (``.txt``,
 ``.lst`` or ``.list``: one path or URL per line, relative paths resolved
 against the list file's folder), or a single audio file. A listed file that
 cannot be found is still returned, with the reason, so that it becomes a
-failed row rather than a silent gap.
+failed row rather than a silent gap; so are a broken symbolic link ("broken
+symbolic link to X"), a symbolic link loop, and a folder with an audio name
+("is a directory"). A SOURCE that names no recordings at all (an empty
+folder, a glob that matches nothing, an empty list file) is a
+``NothingFoundError``, not an empty run.
+
+Local paths are keyed by their absolute, normalised spelling
+(``os.path.abspath``: ``..`` and ``.`` resolved lexically), so
+``../shared/x.ogg`` and ``/work/shared/x.ogg`` are one recording. Symbolic
+links are not followed for the key: a link's own path is the recording's
+identity, so a folder of links keeps its names and two links to one file
+are two recordings. (Lexical ``..`` means ``link/../x`` is ``x`` beside the
+link, as in a shell's ``cd``, not beside the link's target.)
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -54,6 +69,10 @@ class SourceError(Exception):
     """SOURCE itself is unusable (does not exist, names no recordings)."""
 
 
+class NothingFoundError(SourceError):
+    """SOURCE exists but names no recordings (an empty folder, a glob without matches, an empty list)."""
+
+
 @dataclass(frozen=True)
 class RecordingRef:
     """One recording as found: where it is, and the facts that key reruns."""
@@ -78,23 +97,52 @@ def _mtime_s(info: dict[str, Any]) -> float:
     return 0.0
 
 
+def local_key(path: str) -> str:
+    """The one spelling of a local path: absolute, ``..`` resolved lexically, links not followed."""
+    return os.path.normpath(os.path.abspath(path))
+
+
 def _uri(fs: fsspec.AbstractFileSystem, path: str) -> str:
-    return path if is_local(fs) else fs.unstrip_protocol(path)
+    return local_key(path) if is_local(fs) else fs.unstrip_protocol(path)
+
+
+def _link_problem(path: str, info: dict[str, Any]) -> str | None:
+    """Why a local symbolic link cannot be read as a file, or None when it can."""
+    if not info.get("islink"):
+        return None
+    try:
+        target = os.stat(path)
+    except FileNotFoundError:
+        return f"broken symbolic link to {info.get('destination') or os.readlink(path)}"
+    except OSError as error:
+        loop = error.errno == errno.ELOOP
+        return "symbolic link loop" if loop else f"cannot follow symbolic link ({error.strerror})"
+    return "is a directory" if stat.S_ISDIR(target.st_mode) else None
 
 
 def _ref(fs: fsspec.AbstractFileSystem, path: str, info: dict[str, Any]) -> RecordingRef:
-    return RecordingRef(_uri(fs, path), int(info.get("size") or 0), _mtime_s(info))
+    uri, mtime_s = _uri(fs, path), _mtime_s(info)
+    problem = "is a directory" if info.get("type") == "directory" else None
+    if problem is None and is_local(fs):
+        problem = _link_problem(path, info)
+    if problem is not None:
+        return RecordingRef(uri, 0, mtime_s, problem)
+    return RecordingRef(uri, int(info.get("size") or 0), mtime_s)
 
 
 def is_audio_name(path: str) -> bool:
     return PurePosixPath(path).suffix.lower() in AUDIO_EXTENSIONS
 
 
-def _refs_from(fs: fsspec.AbstractFileSystem, found: dict[str, dict[str, Any]]) -> list[RecordingRef]:
+def _refs_from(
+    fs: fsspec.AbstractFileSystem, found: dict[str, dict[str, Any]], root: str | None = None
+) -> list[RecordingRef]:
+    """Refs of the audio-named entries; a folder with an audio name (not ``root``) fails as one."""
+    root_key = root.rstrip("/") if root is not None else None
     return [
         _ref(fs, path, info)
         for path, info in sorted(found.items())
-        if info.get("type") != "directory" and is_audio_name(path)
+        if is_audio_name(path) and path.rstrip("/") != root_key
     ]
 
 
@@ -114,14 +162,32 @@ def _from_list_file(fs: fsspec.AbstractFileSystem, path: str) -> list[RecordingR
 
 
 def discover(source: str, storage_options: dict[str, Any] | None = None) -> list[RecordingRef]:
-    """All recordings named by SOURCE, sorted by URI, without duplicates."""
+    """All recordings named by SOURCE, sorted by URI, without duplicates.
+
+    Raises ``SourceError`` when SOURCE does not exist, ``NothingFoundError`` when it names no
+    recordings.
+    """
     fs, path = url_to_fs(source, **(storage_options or {}))
+    if is_local(fs):
+        path = local_key(path)
     if GLOB_CHARS & set(path):
-        refs = _refs_from(fs, fs.glob(path, detail=True))
+        found = fs.glob(path, detail=True)
+        refs = _refs_from(fs, found)
+        if not refs:
+            what = "no files match" if not found else "no audio files match"
+            raise NothingFoundError(f"{what} {source}")
     elif fs.isdir(path):
-        refs = _refs_from(fs, fs.find(path, detail=True, withdirs=False))
+        found = fs.find(path, detail=True, withdirs=True)
+        refs = _refs_from(fs, found, root=path)
+        if not refs:
+            others = sum(info.get("type") != "directory" for info in found.values())
+            files = f"{others} file{'s' if others != 1 else ''}"
+            detail = f" ({files}, none named like audio: .wav, .flac, .ogg, .mp3, ...)"
+            raise NothingFoundError(f"no audio files under {source}" + (detail if others else ""))
     elif fs.isfile(path) and PurePosixPath(path).suffix.lower() in LIST_EXTENSIONS:
         refs = _from_list_file(fs, path)
+        if not refs:
+            raise NothingFoundError(f"no recordings listed in {source}")
     elif fs.isfile(path):
         refs = [_ref(fs, path, fs.info(path))]
     else:
@@ -138,7 +204,14 @@ def discover_all(
         return discover(sources, storage_options)
     if not sources:
         raise SourceError("no sources given")
-    unique = {ref.uri: ref for source in sources for ref in discover(source, storage_options)}
+    unique: dict[str, RecordingRef] = {}
+    for source in sources:  # one empty prefix among several is fine; all of them empty is not
+        try:
+            unique.update((ref.uri, ref) for ref in discover(source, storage_options))
+        except NothingFoundError:
+            continue
+    if not unique:
+        raise NothingFoundError(f"no recordings in any of {len(sources)} sources: {', '.join(sources[:3])}")
     return [unique[uri] for uri in sorted(unique)]
 
 
@@ -154,19 +227,44 @@ def modified_between(
     ]
 
 
+@dataclass(frozen=True)
+class FileEnds:
+    """The first 64 KiB of a file and the bytes after them up to 64 KiB from its end."""
+
+    size_bytes: int
+    head: bytes
+    tail: bytes  # empty when the file fits in ``head``
+
+    @property
+    def last(self) -> bytes:
+        """The file's last (up to) 64 KiB, wherever they were read from."""
+        return (self.head + self.tail)[-FINGERPRINT_CHUNK_BYTES:]
+
+    def fingerprint(self) -> str:
+        digest = hashlib.blake2b(str(self.size_bytes).encode(), digest_size=16)
+        digest.update(self.head)
+        if self.tail:
+            digest.update(self.tail)
+        return "b2h64k:" + digest.hexdigest()
+
+
+def read_ends(uri: str, size_bytes: int, storage_options: dict[str, Any] | None = None) -> FileEnds:
+    """Two range reads of 64 KiB each (on object storage, separate from the audio stream, so
+    neither pulls a read-ahead block it does not need); one when the file is that small."""
+    fs, path = url_to_fs(uri, **(storage_options or {}))
+    head = fs.cat_file(path, start=0, end=min(FINGERPRINT_CHUNK_BYTES, size_bytes))
+    tail = b""
+    if size_bytes > FINGERPRINT_CHUNK_BYTES:
+        tail_start = max(FINGERPRINT_CHUNK_BYTES, size_bytes - FINGERPRINT_CHUNK_BYTES)
+        tail = fs.cat_file(path, start=tail_start, end=size_bytes)
+    return FileEnds(size_bytes, head, tail)
+
+
 def fingerprint(uri: str, size_bytes: int, storage_options: dict[str, Any] | None = None) -> str:
     """Content fingerprint: BLAKE2b of the size and the first and last 64 KiB.
 
-    Two range reads of 64 KiB each (on object storage, separate from the audio
-    stream, so neither pulls a read-ahead block it does not need). Reruns key on
-    uri, size and modification time; the fingerprint is recorded to spot moved
-    or touched copies.
+    Recorded with every labeled recording; a rerun skips a recording only when uri, size,
+    modification time and this fingerprint all match, so a same-size replacement that kept
+    the old modification time (``cp -p``, ``rsync -t``) is labeled again.
     """
-    fs, path = url_to_fs(uri, **(storage_options or {}))
-    digest = hashlib.blake2b(str(size_bytes).encode(), digest_size=16)
-    head_end = min(FINGERPRINT_CHUNK_BYTES, size_bytes)
-    digest.update(fs.cat_file(path, start=0, end=head_end))
-    if size_bytes > FINGERPRINT_CHUNK_BYTES:
-        tail_start = max(FINGERPRINT_CHUNK_BYTES, size_bytes - FINGERPRINT_CHUNK_BYTES)
-        digest.update(fs.cat_file(path, start=tail_start, end=size_bytes))
-    return "b2h64k:" + digest.hexdigest()
+    return read_ends(uri, size_bytes, storage_options).fingerprint()

@@ -1,26 +1,31 @@
 """A batch: the shard runs of one fan-out, read back from the output as one summary.
 
 Shard runs write side by side into one OUT; each records its ``batch_id`` in
-its run config. The parent cleans debris before and after (no shard cleans
-while others write) and summarises the batch from the committed rows, so the
-summary is exactly what the dataset holds, retried shards included.
+its run config and joins the lease on OUT that the batch holds (owner: the
+batch id; ``store/lease.py``). The parent takes that lease first, cleans debris
+of dead runs before and after (no shard cleans while others write) and
+summarises the batch from the committed rows, so the summary is exactly what
+the dataset holds, retried shards included.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from audify_batch.model.checkpoint import read_card
-from audify_batch.records import RunSummary
+from audify_batch.records import RecordingStatus, RunSummary
 from audify_batch.run.shards import Shard
 from audify_batch.store import schema as S
+from audify_batch.store.lease import HeldLease, LeaseLostError, hold_lease, read_lease
 from audify_batch.store.sink import ParquetSink
 
-STATUS_RANK = {S.STATUS_LABELED: 2, S.STATUS_FAILED: 1, S.STATUS_SKIPPED: 0}
+STATUS_RANK = {S.STATUS_LABELED: 2, RecordingStatus.PARTIAL: 2, S.STATUS_FAILED: 1, S.STATUS_SKIPPED: 0}
 
 
 def output_sink(out: str, model_dir: str, storage_options: dict[str, Any] | None = None) -> ParquetSink:
@@ -28,9 +33,41 @@ def output_sink(out: str, model_dir: str, storage_options: dict[str, Any] | None
     return ParquetSink(out, card.name, card.version, "batch", storage_options)
 
 
-def clean_output(out: str, model_dir: str, storage_options: dict[str, Any] | None = None) -> int:
-    """Remove debris of interrupted runs of this model; only while no run writes to OUT."""
-    return output_sink(out, model_dir, storage_options).remove_debris()
+def attach_lease(sink: ParquetSink, lease: HeldLease, clean: bool) -> int:
+    """Tie ``sink``'s commits to ``lease``; if it was taken from nobody, tidy up after dead runs.
+
+    Only a lease taken from nobody proves every other writer dead: then runs left ``running``
+    are marked ``interrupted`` and (``clean``) their debris removed, sparing the files of
+    whoever holds the lease now (runs of the same batch that joined since). Returns the count
+    of debris files removed.
+    """
+    sink.guard = lease.check
+    if not lease.fresh:
+        return 0
+    live = lease.live_ids()
+    sink.mark_interrupted(live)
+    return sink.remove_debris(live) if clean else 0
+
+
+def clean_output(
+    out: str, model_dir: str, storage_options: dict[str, Any] | None = None, batch_id: str | None = None
+) -> int:
+    """Remove debris of dead runs of this model and mark them interrupted; returns the debris count.
+
+    ``batch_id``: the caller (a fan-out parent) holds OUT's lease under this batch id; the files
+    of the lease's holders (its shards still writing) are spared. Without it, this takes the
+    lease itself (``OutputBusyError`` while another run writes to OUT).
+    """
+    sink = output_sink(out, model_dir, storage_options)
+    if batch_id is None:
+        with hold_lease(out, f"clean-{uuid.uuid4().hex[:8]}", storage_options) as lease:
+            return attach_lease(sink, lease, clean=True)
+    lease_now = read_lease(out, storage_options)
+    if lease_now is None or lease_now.owner != batch_id or lease_now.is_dead(datetime.now(UTC)):
+        raise LeaseLostError(f"{out}: the lease of batch {batch_id} is gone; not cleaning")
+    live = {holder.id for holder in lease_now.holders}
+    sink.mark_interrupted(live)
+    return sink.remove_debris(live)
 
 
 def batch_run_ids(sink: ParquetSink, batch_id: str) -> list[str]:
@@ -62,7 +99,7 @@ def summarize_batch(
     rows = [r for r in sink.read_recordings().to_pylist() if r[S.RUN_ID] in run_ids]
     final = _final_rows(rows)
     by_status = {status: [r for r in final.values() if r[S.STATUS] == status] for status in STATUS_RANK}
-    labeled = by_status[S.STATUS_LABELED]
+    labeled = by_status[S.STATUS_LABELED] + by_status[RecordingStatus.PARTIAL]
     return RunSummary(
         run_id=batch_id,
         out=out,

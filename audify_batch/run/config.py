@@ -41,7 +41,7 @@ class SourceConfig:
 
 @dataclass(frozen=True)
 class RuntimeConfig:
-    """How the model runs: which model, batch size, decode workers, threads, device and precision."""
+    """How the run goes: which model, batch size, decode workers, threads, device, precision, lease wait."""
 
     model_dir: str = str(DEFAULT_MODEL_DIR)
     batch_size: int = 64
@@ -50,6 +50,7 @@ class RuntimeConfig:
     device: str = "auto"  # auto, cpu or cuda[:N]
     precision: Precision = Precision.AUTO
     worker_start: str | None = None  # fork, forkserver or spawn; None: fork unless threads run
+    lease_wait_s: float = 0.0  # OUT held by another live run: wait this long for it, then fail
 
     def __post_init__(self) -> None:
         if self.batch_size <= 0:
@@ -60,6 +61,8 @@ class RuntimeConfig:
             raise ValueError("threads must be positive")
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             raise ValueError(f"device must be auto, cpu or cuda[:N], got {self.device}")
+        if self.lease_wait_s < 0:
+            raise ValueError("lease_wait_s must be >= 0")
         if self.worker_start is not None and self.worker_start not in WORKER_START_METHODS:
             raise ValueError(f"worker_start must be fork, forkserver or spawn, got {self.worker_start}")
 

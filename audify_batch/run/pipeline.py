@@ -9,13 +9,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from multiprocessing import resource_tracker
 from pathlib import Path
 from typing import Any
 
@@ -23,19 +26,22 @@ import torch
 from torch.utils.data import DataLoader
 
 from audify_batch.ingest.loader import SegmentChunk, SegmentDataset, init_worker
-from audify_batch.ingest.sources import RecordingRef, discover_all, modified_between
+from audify_batch.ingest.sources import RecordingRef, discover_all, fingerprint, modified_between
 from audify_batch.model.checkpoint import ModelCard
 from audify_batch.model.inference import Precision, TorchModel
-from audify_batch.records import Progress, RunSummary
+from audify_batch.records import Progress, RunInterrupted, RunSummary
+from audify_batch.run.batches import attach_lease
 from audify_batch.run.config import LabelConfig, OutputConfig
 from audify_batch.run.manifest import read_manifest_slice
 from audify_batch.run.ports import Model, Sink
 from audify_batch.run.rows import RowCollector
 from audify_batch.run.shards import in_shard
 from audify_batch.store import schema as S
+from audify_batch.store.lease import HeldLease, hold_lease
 from audify_batch.store.sink import ParquetSink
 
 ProgressCallback = Callable[[Progress], None]
+FINGERPRINT_THREADS = 16  # rerun checks: range reads in flight at once (object storage latency)
 # Entered around each model step (never around decoding or writing): e.g. a Prefect global
 # concurrency slot per GPU, so that several runs share one GPU and still overlap their I/O.
 ModelGate = Callable[[], AbstractContextManager[object]]
@@ -119,17 +125,40 @@ class _Run:
 
 
 def split_new(
-    refs: list[RecordingRef], sink: ParquetSink, hash_: str
+    refs: list[RecordingRef],
+    sink: Sink,
+    hash_: str,
+    storage_options: dict[str, Any] | None = None,
 ) -> tuple[list[RecordingRef], list[RecordingRef]]:
-    """(to label, unchanged since labeled with the same settings)."""
+    """(to label, unchanged since labeled with the same settings).
+
+    Unchanged means the same uri, size and modification time, and then the same content
+    fingerprint: a same-size copy that kept the old time (``cp -p``, ``rsync -t``) is labeled
+    again. Only those candidates are fingerprinted (two 64 KiB range reads each, on
+    ``FINGERPRINT_THREADS`` threads); one that cannot be read is labeled, and fails there.
+    """
     done = sink.labeled_keys(hash_)
-    todo: list[RecordingRef] = []
-    unchanged: list[RecordingRef] = []
-    for ref in refs:
+
+    def candidate(ref: RecordingRef) -> bool:
         key = done.get(ref.uri)
-        same = key is not None and (key.size_bytes, key.mtime_s) == (ref.size_bytes, ref.mtime_s)
-        (unchanged if same and ref.error is None else todo).append(ref)
-    return todo, unchanged
+        return (
+            ref.error is None
+            and key is not None
+            and key.fingerprint is not None
+            and (key.size_bytes, key.mtime_s) == (ref.size_bytes, ref.mtime_s)
+        )
+
+    def same_content(ref: RecordingRef) -> bool:
+        try:
+            return fingerprint(ref.uri, ref.size_bytes, storage_options) == done[ref.uri].fingerprint
+        except OSError:
+            return False
+
+    candidates = [ref for ref in refs if candidate(ref)]
+    with ThreadPoolExecutor(max_workers=FINGERPRINT_THREADS) as pool:
+        verdicts = list(pool.map(same_content, candidates))
+    unchanged = {ref.uri for ref, same in zip(candidates, verdicts, strict=True) if same}
+    return [ref for ref in refs if ref.uri not in unchanged], [ref for ref in refs if ref.uri in unchanged]
 
 
 def make_loader(
@@ -183,6 +212,7 @@ def run_loop(
             with model_gate():
                 outputs = model.predict(chunk.waveforms, output.top_k)
         collector.add(chunk, outputs)
+        collector.spill(sink)  # a long recording's rows stream into its part: memory stays flat
         due = time.perf_counter() - last_commit >= output.commit_every_s
         if collector.ready_segments >= output.commit_every_segments or (due and collector.has_ready):
             collector.commit(sink)
@@ -205,7 +235,11 @@ def _label_loop(
         if progress:
             progress(collector.progress(run.n_recordings, time.perf_counter() - run.started_clock))
 
-    run_loop(loader, model, collector, sink, run.config.output, model_gate, report)
+    with sigint_deferred():  # workers fork here: a Ctrl-C landing in fork handlers would be lost
+        if loader.num_workers:
+            resource_tracker.ensure_running()  # started now, it inherits the blocked Ctrl-C
+        chunks = iter(loader)
+    run_loop(chunks, model, collector, sink, run.config.output, model_gate, report)
 
 
 class ArchiveSource:
@@ -236,7 +270,25 @@ def find_recordings(config: LabelConfig) -> list[RecordingRef]:
 def label_archive(
     config: LabelConfig, progress: ProgressCallback | None = None, model_gate: ModelGate = nullcontext
 ) -> RunSummary:
-    """Label every new or changed recording of ``config.source`` into ``config.out``."""
+    """Label every new or changed recording of ``config.source`` into ``config.out``.
+
+    The run holds the lease on OUT throughout (``store/lease.py``: one writer per OUT; the runs
+    of one fan-out share their batch's lease). Another live writer there ends it at once with
+    ``OutputBusyError``, or after waiting ``runtime.lease_wait_s`` for the lease.
+    """
+    run_id = new_run_id()
+    batch_id, wait_s = config.shard.batch_id, config.runtime.lease_wait_s
+    with hold_lease(config.out, run_id, config.storage_options, batch_id=batch_id, wait_s=wait_s) as lease:
+        return _label_archive(config, run_id, lease, progress, model_gate)
+
+
+def _label_archive(
+    config: LabelConfig,
+    run_id: str,
+    lease: HeldLease,
+    progress: ProgressCallback | None,
+    model_gate: ModelGate,
+) -> RunSummary:
     runtime = config.runtime
     device = choose_device(runtime.device)
     if device.type == "cpu":
@@ -245,12 +297,11 @@ def label_archive(
     card = model.card
     if config.output.top_k > len(card.labels):
         raise ValueError(f"--top-k {config.output.top_k} is more than the model's {len(card.labels)} labels")
-    run = _Run(config, card, new_run_id(), config_hash(card, config, model.precision))
+    run = _Run(config, card, run_id, config_hash(card, config, model.precision))
     sink = ParquetSink(config.out, card.name, card.version, run.run_id, config.storage_options)
-    if config.shard.count == 1:  # shards write side by side; their parent flow cleans up
-        sink.remove_debris()
+    attach_lease(sink, lease, clean=config.shard.count == 1)  # shards never clean: the parent does
     refs = find_recordings(config)
-    todo, unchanged = split_new(refs, sink, run.config_hash)
+    todo, unchanged = split_new(refs, sink, run.config_hash, config.storage_options)
     run.n_recordings = len(refs)
     collector = RowCollector(refs=todo, card=card, run_id=run.run_id, config_hash=run.config_hash)
     sink.write_run(_run_row(run, S.RUN_RUNNING, None))
@@ -266,14 +317,61 @@ def label_archive(
                 model_gate,
             )
         collector.commit_skipped(sink, unchanged)
+    except KeyboardInterrupt:
+        with sigint_ignored():  # a second Ctrl-C must not break the commit of what is complete
+            collector.commit(sink)
+            _write_last_run_row(sink, run, S.RUN_INTERRUPTED, collector)
+        raise RunInterrupted(_summary(run, collector, len(refs))) from None
     except BaseException:
-        sink.write_run(_run_row(run, S.RUN_FAILED, collector))
+        _write_last_run_row(sink, run, S.RUN_FAILED, collector)
         raise
     sink.write_run(_run_row(run, S.RUN_COMPLETED, collector))
-    return collector.summary(
-        run.run_id,
-        config.out,
-        f"{card.name} {card.version}",
-        len(refs),
-        time.perf_counter() - run.started_clock,
-    )
+    return _summary(run, collector, len(refs))
+
+
+def _summary(run: _Run, collector: RowCollector, n_recordings: int) -> RunSummary:
+    card = run.card
+    model = f"{card.name} {card.version}"
+    wall_s = time.perf_counter() - run.started_clock
+    return collector.summary(run.run_id, run.config.out, model, n_recordings, wall_s)
+
+
+def _write_last_run_row(sink: Sink, run: _Run, status: str, collector: RowCollector) -> None:
+    """Record how the run ended, if OUT still takes writes (a full disk may not).
+
+    The error that ended the run is what the user must see, not a second one about its run
+    row; a run left ``running`` is marked ``interrupted`` by the next run.
+    """
+    with suppress(OSError):
+        sink.write_run(_run_row(run, status, collector))
+
+
+@contextmanager
+def sigint_deferred() -> Iterator[None]:
+    """Hold Ctrl-C back for the duration; it is delivered (as KeyboardInterrupt) at the end.
+
+    CPython swallows a KeyboardInterrupt raised inside its fork handlers, so a Ctrl-C that
+    lands while DataLoader workers fork would be lost. The workers inherit the blocked mask
+    and unblock it themselves once they ignore SIGINT (``init_worker``).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+@contextmanager
+def sigint_ignored() -> Iterator[None]:
+    """Ignore Ctrl-C for the duration (main thread only; elsewhere signals are not ours)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -4,6 +4,10 @@ The SQL lives in the repository's ``sql/`` folder (``views.sql`` and one file pe
 and works from the plain duckdb CLI too. Every parameter reaches the SQL as a DuckDB variable,
 read there with ``getvariable('name')`` and bound here with a prepared statement: no value is
 ever pasted into SQL text.
+
+Every connection is read-only over OUT: once the views exist, DuckDB may read files under OUT
+only (no other file or URL, no extension, no ATTACH) and its configuration is locked;
+``run_sql`` also refuses statements that write (COPY, EXPORT, ...), inside OUT included.
 """
 
 from __future__ import annotations
@@ -23,6 +27,12 @@ SQL_DIR = Path(__file__).resolve().parent / "sql"
 QUERY_FILES = ("label_counts", "top_segments", "timeline", "events", "similar_segments")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _RESERVED_PREFIX = "audify_"  # variables views.sql keeps its state in
+# Statement kinds run_sql runs: queries (SELECT, FROM, WITH, DESCRIBE, SUMMARIZE, SHOW, VALUES) and
+# SET [VARIABLE] (the configuration is locked, so only variables change). EXPLAIN is not here:
+# EXPLAIN ANALYZE runs the statement it explains, a COPY included.
+READ_ONLY_STATEMENTS = frozenset(
+    {duckdb.StatementType.SELECT, duckdb.StatementType.SET, duckdb.StatementType.VARIABLE_SET}
+)
 
 
 @dataclass(frozen=True)
@@ -96,10 +106,37 @@ def connect(
         con.execute("SET TimeZone = 'UTC'")
         set_params(con, {"out": normalize_out(out), "embedding_dim": embedding_dim})
         con.execute(read_sql("views"))
+        lock_to_out(con, normalize_out(out))
     except BaseException:
         con.close()
         raise
     return con
+
+
+def lock_to_out(con: duckdb.DuckDBPyConnection, out: str) -> None:
+    """From now on ``con`` reaches only files under OUT (its own or a registered filesystem's
+    paths): no other file or URL, no extension install or load, no ATTACH elsewhere, and no
+    setting changes (the lock covers this call's own settings too)."""
+    con.execute("SET allowed_directories = $dirs", {"dirs": [out.rstrip("/") + "/"]})
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+
+
+def check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """Refuse SQL with a statement that could write (COPY, EXPORT, ATTACH, INSTALL, CREATE, ...).
+
+    The connection's lock keeps every file outside OUT out of reach; this keeps OUT itself
+    unwritten (a stray COPY into OUT/segments would break every later query).
+    """
+    for statement in con.extract_statements(sql):
+        if statement.type not in READ_ONLY_STATEMENTS:
+            kind = statement.type.name.replace("_", " ")
+            text = " ".join(statement.query.split())
+            text = text if len(text) <= 60 else text[:57] + "..."
+            raise ValueError(
+                f"read-only SQL: {kind} statements are refused ({text}); run queries "
+                "(SELECT, FROM, WITH, DESCRIBE, SUMMARIZE, SHOW) and SET VARIABLE only"
+            )
 
 
 def fetch(con: duckdb.DuckDBPyConnection, sql: str, params: Mapping[str, Any] | None = None) -> QueryResult:
@@ -121,10 +158,21 @@ def fetch_file(
 
 
 def run_sql(out: str | os.PathLike[str], sql: str, params: Mapping[str, Any] | None = None) -> QueryResult:
-    """Run ``sql`` over the views of OUT; the SQL reads ``params`` with ``getvariable('name')``."""
+    """Run read-only ``sql`` over the views of OUT; the SQL reads ``params`` with ``getvariable('name')``.
+
+    Statements that write are refused (``ValueError``), and so are reads of anything outside
+    OUT (``duckdb.PermissionException``, its message saying that only OUT is readable).
+    """
     con = connect(out)
     try:
-        return fetch(con, sql, params)
+        check_read_only(con, sql)
+        try:
+            return fetch(con, sql, params)
+        except duckdb.PermissionException as error:
+            reason = str(error).strip().splitlines()[0]
+            raise duckdb.PermissionException(
+                f"{reason} (audify reads only under {normalize_out(out)})"
+            ) from error
     finally:
         con.close()
 

@@ -6,6 +6,7 @@ Layout (hive partitioning, one folder per model so versions never mix):
     OUT/recordings/model=<name>-<version>/part-<run_id>-<seq>.parquet
     OUT/runs/model=<name>-<version>/run-<run_id>-<nn>.parquet   (one file per run state)
     OUT/manifests/<batch_id>.parquet   (a fan-out's one listing of SOURCE, each row with its shard)
+    OUT/_lease.json   (the lease of the one writer, or fan-out batch, now writing to OUT: store/lease.py)
 
 A recordings part is the commit record of the segments part with the same
 name: a segments part without one is debris of an interrupted run and is
@@ -25,6 +26,7 @@ RECORDINGS = "recordings"
 RUNS = "runs"
 MANIFESTS = "manifests"
 MODEL_PARTITION = "model"
+LEASE_FILE = "_lease.json"  # under OUT: who writes there now (store/lease.py)
 
 # Shared columns
 RECORDING_ID = "recording_id"
@@ -75,6 +77,7 @@ WALL_S = "wall_s"
 RUN_RUNNING = RunStatus.RUNNING
 RUN_COMPLETED = RunStatus.COMPLETED
 RUN_FAILED = RunStatus.FAILED
+RUN_INTERRUPTED = RunStatus.INTERRUPTED
 
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
 

@@ -18,9 +18,10 @@
 -- Views (every one carries the `model` column, '<name>-<version>' from the model=... folder; models
 -- are never mixed, so filter on it or group by it):
 --     runs               one row per finished run (runs/model=*/run-*.parquet)
---     recording_history  every recordings row of every run: labeled, failed and skipped
+--     recording_history  every recordings row of every run: labeled, partial, failed and skipped
 --     recordings         the current state per (model, uri): its latest labeled-or-failed row by
---                        finished_at (ties: the larger run_id), plus last_seen_at over all its rows
+--                        finished_at (ties: the larger run_id), plus last_seen_at over all its rows;
+--                        a labeled row whose committed segments are fewer than its n_segments is skipped
 --     segments           the segments of the current labeled recordings, embedding as FLOAT[D]
 --     labels             one row per segment and top-K label, rank 1..K
 --     embeddings         recording_id, uri, segment_index, model, embedding FLOAT[D]
@@ -142,15 +143,40 @@ SELECT model, uri, recording_id, run_id, status, error, n_segments, duration_s, 
     size_bytes, mtime_s, fingerprint, finished_at, model_name, model_version, config_hash, part
 FROM audify_recording_rows;
 
+-- Segments rows per committing recordings row (model, uri, recording_id, run_id and part name), read
+-- only from segments parts that have their recordings part (the filter on filename prunes the other
+-- files unopened: debris of a killed run is never read here, even a broken one).
+SET VARIABLE audify_segment_counts_sql = CASE WHEN getvariable('audify_has_segments') THEN
+    $$SELECT model, uri, recording_id, run_id, parse_filename(filename) AS part
+    FROM read_parquet(getvariable('audify_out') || '/segments/model=*/part-*.parquet',
+        hive_partitioning = true, hive_types = {'model': 'VARCHAR'}, filename = true)
+    WHERE filename IN (
+        SELECT replace(file, getvariable('audify_out') || '/recordings/', getvariable('audify_out') || '/segments/')
+        FROM glob(getvariable('audify_out') || '/recordings/model=*/part-*.parquet'))$$
+ELSE
+    $$SELECT NULL::VARCHAR AS model, NULL::VARCHAR AS uri, NULL::VARCHAR AS recording_id,
+        NULL::VARCHAR AS run_id, NULL::VARCHAR AS part
+    WHERE false$$
+END;
+
+CREATE OR REPLACE VIEW audify_segment_counts AS
+SELECT model, uri, recording_id, run_id, part, count(*) AS n_rows
+FROM query(getvariable('audify_segment_counts_sql'))
+GROUP BY ALL;
+
 -- The one definition of "current": the writer's skip query (labeled_keys.sql, run before each labeling
 -- run) reads this view too, so what a run skips is exactly what this view calls current and labeled.
+-- A labeled row counts only when its segments part holds all its n_segments rows: a row whose
+-- segments were lost (removed by a concurrent clean-up before runs took the lease on OUT) is no
+-- commit, so the recording falls back to its previous state and the next run labels it again.
 CREATE OR REPLACE VIEW recordings AS
 WITH seen AS (
     SELECT *, max(finished_at) OVER (PARTITION BY model, uri) AS last_seen_at
     FROM recording_history
 )
-SELECT * FROM seen
-WHERE status IN ('labeled', 'failed')
+SELECT seen.* FROM seen
+LEFT JOIN audify_segment_counts AS c USING (model, uri, recording_id, run_id, part)
+WHERE status = 'failed' OR (status IN ('labeled', 'partial') AND (n_segments = 0 OR coalesce(c.n_rows, 0) >= n_segments))
 QUALIFY row_number() OVER (PARTITION BY model, uri ORDER BY finished_at DESC, run_id DESC) = 1;
 
 CREATE OR REPLACE VIEW segments AS
@@ -160,7 +186,7 @@ FROM audify_segment_rows AS s
 JOIN recordings AS r
     ON s.model = r.model AND s.uri = r.uri AND s.recording_id = r.recording_id
     AND s.run_id = r.run_id AND s.part = r.part
-WHERE r.status = 'labeled';
+WHERE r.status IN ('labeled', 'partial');  -- partial: cut short, its readable part labeled
 
 CREATE OR REPLACE VIEW labels AS
 SELECT recording_id, uri, segment_index, start_s, end_s,

@@ -11,7 +11,7 @@ from audify_batch.model.checkpoint import DEFAULT_MODEL_DIR, load_checkpoint
 from audify_batch.report.explain import explain_window, read_window, segment_start_s
 from audify_batch.report.explain_page import write_explanation
 from audify_batch.run.config import OutputConfig
-from audify_batch.store.query import run_sql
+from audify_batch.store.query import run_query_file
 
 EXPLAIN_ROOT = "audify-explain"
 
@@ -49,12 +49,7 @@ def locate_segment(out: str, segment: str) -> tuple[str, float]:
     recording_id, _, index = segment.partition(":")
     if not recording_id or not index.isdigit():
         raise ValueError(f"--segment wants RECORDING_ID:SEGMENT_INDEX, got {segment!r}")
-    rows = run_sql(
-        out,
-        "SELECT uri, start_s FROM segments WHERE recording_id = getvariable('rid') "
-        "AND segment_index = getvariable('idx') LIMIT 1",
-        {"rid": recording_id, "idx": int(index)},
-    ).rows
+    rows = run_query_file(out, "segment_by_id", {"rid": recording_id, "idx": int(index)}).rows
     if not rows:
         raise ValueError(f"no segment {segment} in {out}")
     return rows[0][0], float(rows[0][1])

@@ -23,7 +23,15 @@ from matplotlib.patches import Patch
 
 from audify_batch.fs import is_local
 from audify_batch.report.html import esc, figure_png, img, page, table
-from audify_batch.store.query import QueryResult, connect, fetch, normalize_out, remote_filesystem, subquery
+from audify_batch.store.query import (
+    QueryResult,
+    connect,
+    fetch,
+    normalize_out,
+    read_sql,
+    remote_filesystem,
+    subquery,
+)
 
 REPORTS = "reports"  # OUT/reports/<run_id>.html, written by the flows
 
@@ -38,44 +46,11 @@ class ReportLimits:
 
 
 DEFAULT_LIMITS = ReportLimits()
-SQL = {
-    "latest_model": "SELECT model FROM runs ORDER BY started_at DESC, run_id DESC LIMIT 1",
-    "runs": """SELECT run_id, started_at, status, n_recordings, n_labeled, n_skipped, n_failed, n_segments,
-                round(audio_s / 3600, 3) AS audio_h, round(wall_s, 1) AS wall_s,
-                round(audio_s / nullif(wall_s, 0), 1) AS realtime_x
-               FROM runs WHERE model = getvariable('model') ORDER BY started_at DESC, run_id DESC""",
-    "latest_config": """SELECT config_json FROM runs WHERE model = getvariable('model')
-                        ORDER BY started_at DESC, run_id DESC LIMIT 1""",
-    "totals": """SELECT count(*) FILTER (status = 'labeled') AS labeled,
-                  count(*) FILTER (status = 'failed') AS failed,
-                  coalesce(sum(n_segments) FILTER (status = 'labeled'), 0) AS segments,
-                  coalesce(sum(duration_s) FILTER (status = 'labeled'), 0) / 3600 AS audio_h
-                 FROM recordings WHERE model = getvariable('model')""",
-    "label_counts": """SELECT labels[1] AS label, count(*) AS n FROM segments
-                       WHERE model = getvariable('model') GROUP BY ALL ORDER BY n DESC, label""",
-    "per_recording": """SELECT uri, labels[1] AS label, count(*) AS n FROM segments
-                        WHERE model = getvariable('model') AND list_contains(getvariable('uris'), uri)
-                        GROUP BY ALL""",
-    "recording_sizes": """SELECT uri, count(*) AS n FROM segments WHERE model = getvariable('model')
-                          GROUP BY uri ORDER BY n DESC, uri""",
-    "confidence_bins": """SELECT least(floor(confidences[1] * 40), 39)::INT AS bin, count(*) AS n
-                          FROM segments WHERE model = getvariable('model') GROUP BY bin ORDER BY bin""",
-    "least_confident": """SELECT uri, start_s, end_s, labels[1] AS label, confidences[1] AS confidence
-                          FROM segments WHERE model = getvariable('model')
-                          ORDER BY confidence, uri, start_s LIMIT getvariable('n')""",
-    "close_calls": """SELECT uri, start_s, end_s, labels[1] AS first, labels[2] AS second,
-                        confidences[1] - confidences[2] AS margin
-                      FROM segments WHERE model = getvariable('model') AND len(labels) > 1
-                      ORDER BY margin, uri, start_s LIMIT getvariable('n')""",
-    "timeline": """SELECT start_s, end_s, labels[1], confidences[1] FROM segments
-                    WHERE model = getvariable('model') AND uri = getvariable('uri') ORDER BY start_s""",
-    "failures": """SELECT uri, error, finished_at FROM recordings
-                   WHERE model = getvariable('model') AND status = 'failed' ORDER BY uri""",
-}
 
 
 def _q(con: duckdb.DuckDBPyConnection, name: str, model: str, **params: Any) -> QueryResult:
-    return fetch(con, SQL[name], {"model": model, **params})
+    """Run ``sql/report_<name>.sql`` for ``model``."""
+    return fetch(con, read_sql(f"report_{name}"), {"model": model, **params})
 
 
 def label_colours(labels: list[str]) -> dict[str, Any]:
@@ -118,7 +93,7 @@ def timeline_png(
     fig = Figure(figsize=(11, 0.5 * len(uris) + 1.6))
     ax = fig.add_subplot()
     for row, uri in enumerate(uris):
-        segs = fetch(con, SQL["timeline"], {"uri": uri, "model": model}).rows
+        segs = fetch(con, read_sql("report_timeline"), {"uri": uri, "model": model}).rows
         for start_s, end_s, label, conf in segs:
             colour = colours.get(label, (0.5, 0.5, 0.5, 1.0))
             alpha = 0.25 + 0.75 * conf
@@ -174,7 +149,7 @@ def html_report(
     """The whole report as one HTML string (``filesystem``: an fsspec filesystem for a remote OUT)."""
     con = connect(out, filesystem=filesystem)
     try:
-        latest = fetch(con, SQL["latest_model"]).rows
+        latest = fetch(con, read_sql("report_latest_model")).rows
         model = model or (latest[0][0] if latest else "")
         return page(f"audify report: {normalize_out(out)}", _body(con, model, limits))
     finally:

@@ -235,38 +235,25 @@ def subquery(name: str) -> str:
 
 
 def _report_sql() -> dict[str, str]:
-    """Title and SQL of each section of the text report."""
-    return {
-        "Runs": """
-            SELECT model, run_id, started_at, status, n_recordings, n_labeled, n_failed, n_skipped,
-                n_segments, audio_s, wall_s
-            FROM runs ORDER BY model, started_at, run_id""",
-        "Recordings (current state)": """
-            SELECT model, count(*) FILTER (status = 'labeled') AS labeled,
-                count(*) FILTER (status = 'failed') AS failed,
-                sum(n_segments) FILTER (status = 'labeled') AS segments,
-                sum(duration_s) FILTER (status = 'labeled') AS audio_s
-            FROM recordings GROUP BY model ORDER BY model""",
-        "Failures (current)": """
-            SELECT model, uri, run_id, finished_at, error
-            FROM recordings WHERE status = 'failed' ORDER BY model, uri""",
-        "Top-1 labels over the archive": """
-            SELECT model, label, count(*) AS n_segments,
-                count(*) / sum(count(*)) OVER (PARTITION BY model) AS share,
-                count(DISTINCT uri) AS n_recordings
-            FROM labels WHERE rank = 1
-            GROUP BY model, label ORDER BY model, n_segments DESC, label""",
-        "Top label per recording": f"""
-            SELECT model, uri, label, n_segments, share
-            FROM ({subquery("label_counts")})
-            QUALIFY row_number() OVER (PARTITION BY model, uri ORDER BY n_segments DESC, label) = 1
-            ORDER BY model, uri""",
-        "Events (runs of one top-1 label)": f"""
-            SELECT model, label, count(*) AS n_events, count(DISTINCT uri) AS n_recordings,
-                sum(end_s - start_s) AS total_s, max(end_s - start_s) AS longest_s
-            FROM ({subquery("events")})
-            GROUP BY model, label ORDER BY model, n_events DESC, label""",
+    """Title and SQL of each section of the text report: ``sql/text_*.sql``, and two
+    summaries over the shipped ``label_counts`` and ``events`` queries."""
+    sections = {
+        "Runs": read_sql("text_runs"),
+        "Recordings (current state)": read_sql("text_recordings"),
+        "Failures (current)": read_sql("text_failures"),
+        "Top-1 labels over the archive": read_sql("text_labels"),
     }
+    sections["Top label per recording"] = f"""
+        SELECT model, uri, label, n_segments, share
+        FROM ({subquery("label_counts")})
+        QUALIFY row_number() OVER (PARTITION BY model, uri ORDER BY n_segments DESC, label) = 1
+        ORDER BY model, uri"""
+    sections["Events (runs of one top-1 label)"] = f"""
+        SELECT model, label, count(*) AS n_events, count(DISTINCT uri) AS n_recordings,
+            sum(end_s - start_s) AS total_s, max(end_s - start_s) AS longest_s
+        FROM ({subquery("events")})
+        GROUP BY model, label ORDER BY model, n_events DESC, label"""
+    return sections
 
 
 def text_report(out: str | os.PathLike[str], max_rows: int = 50) -> str:

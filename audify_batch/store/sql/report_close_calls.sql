@@ -1,0 +1,6 @@
+-- Run report: review queue: the n segments whose top two labels are nearest.
+-- Variables: model, n.
+SELECT uri, start_s, end_s, labels[1] AS first, labels[2] AS second,
+      confidences[1] - confidences[2] AS margin
+    FROM segments WHERE model = getvariable('model') AND len(labels) > 1
+    ORDER BY margin, uri, start_s LIMIT getvariable('n');

@@ -1,0 +1,3 @@
+-- Text report section: Failures (current).
+SELECT model, uri, run_id, finished_at, error
+    FROM recordings WHERE status = 'failed' ORDER BY model, uri;

@@ -138,8 +138,9 @@ def subcommand_parsers() -> dict[str, argparse.ArgumentParser]:
 
 @pytest.mark.parametrize("command", sorted(subcommand_parsers()))
 def test_help_documents_every_option_and_its_default(
-    command: str, capsys: pytest.CaptureFixture[str]
+    command: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("COLUMNS", "100000")  # no wrapping: argparse breaks lines at hyphens in paths
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
     assert exit_info.value.code == 0

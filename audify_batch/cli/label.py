@@ -49,7 +49,7 @@ def add_label_parser(commands: Any) -> None:
         "--wait-s",
         type=float,
         default=RuntimeConfig.lease_wait_s,
-        help="OUT in use by another run: wait this long for it (default: fail at once)",
+        help="seconds to wait for an OUT in use by another run (0: fail at once)",
     )
     label.add_argument("--no-progress", action="store_true", help="no progress bar")
 

@@ -41,3 +41,16 @@ def moto_s3() -> Iterator[str]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@contextmanager
+def moto_bucket() -> Iterator[str]:
+    """A fresh bucket in a fresh moto server; yields ``s3://<bucket>``."""
+    import uuid
+
+    import fsspec
+
+    with moto_s3():
+        bucket = f"audify-{uuid.uuid4().hex[:8]}"
+        fsspec.filesystem("s3").mkdir(bucket)
+        yield f"s3://{bucket}"

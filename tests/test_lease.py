@@ -7,7 +7,6 @@ import posixpath
 import subprocess
 import sys
 import threading
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
@@ -15,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import fsspec
 import pyarrow.parquet as pq
 import pytest
 from fsspec.core import url_to_fs
@@ -41,7 +39,7 @@ from audify_batch.store.lease_store import LeaseStore, S3LeaseStore
 from audify_batch.store.query import run_sql
 from audify_batch.store.sink import ParquetSink
 from tests.conftest import write_noise
-from tests.s3_server import moto_s3
+from tests.s3_server import moto_bucket
 
 TIMING = LeaseTiming(heartbeat_s=0.05, expiry_s=30.0, poll_s=0.05)
 
@@ -96,12 +94,8 @@ def test_store_changes_are_conditional(out: str) -> None:
 
 @pytest.fixture
 def s3_out() -> Iterator[str]:
-    with moto_s3():
-        fsspec.filesystem("s3").clear_instance_cache()
-        bucket = f"audify-{uuid.uuid4().hex[:8]}"
-        fsspec.filesystem("s3").mkdir(bucket)
-        yield f"s3://{bucket}/out"
-    fsspec.filesystem("s3").clear_instance_cache()
+    with moto_bucket() as bucket:
+        yield f"{bucket}/out"
 
 
 def test_a_store_without_conditional_writes_still_refuses_stale_changes(s3_out: str) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from audify_batch.run.shards import Shard, all_shards, in_shard
 from audify_batch.store import schema as S
 from audify_batch.store.query import run_sql
 from tests.conftest import write_noise
-from tests.s3_server import moto_s3
+from tests.s3_server import moto_bucket
 
 OLD_S, NEW_S = 1_000_000.0, 2_000_000.0
 OF_RUN = "SELECT uri FROM recording_history WHERE run_id = getvariable('run_id') ORDER BY uri"
@@ -161,12 +160,8 @@ def test_modified_time_filters_apply_to_the_slice(
 
 @pytest.fixture
 def s3_bucket() -> Iterator[str]:
-    with moto_s3():
-        fsspec.filesystem("s3").clear_instance_cache()
-        bucket = f"audify-{uuid.uuid4().hex[:8]}"
-        fsspec.filesystem("s3").mkdir(bucket)
-        yield f"s3://{bucket}"
-    fsspec.filesystem("s3").clear_instance_cache()
+    with moto_bucket() as bucket:
+        yield f"{bucket}"
 
 
 def test_manifest_on_object_storage(

@@ -22,14 +22,14 @@ import torch
 
 from audify_batch.model.checkpoint import CARD_FILE, DEFAULT_MODEL_DIR, load_checkpoint
 from audify_batch.model.inference import Precision, cpu_supports_bf16, predict_batch, prepare_for_inference
-from audify_batch.model.network import AudioClassifier
+from audify_batch.model.network import Network
 
 
 def measure(
-    model: AudioClassifier, precision: Precision, batch_size: int, batches: int, repeats: int
+    model: Network, sample_rate_hz: int, precision: Precision, batch_size: int, batches: int, repeats: int
 ) -> float:
     gen = torch.Generator().manual_seed(0)
-    n_samples = 5 * model.frontend.config.sample_rate_hz
+    n_samples = 5 * sample_rate_hz
     waves = [0.1 * torch.randn(batch_size, n_samples, generator=gen) for _ in range(batches)]
     for wave in waves[:2]:
         predict_batch(model, wave, precision)
@@ -63,7 +63,9 @@ def main() -> None:
     }
     precisions = [Precision.FP32] + ([Precision.BF16] if cpu_supports_bf16() else [])
     for precision in precisions:
-        rate = measure(model, precision, args.batch_size, args.batches, args.repeats)
+        rate = measure(
+            model, card.frontend.sample_rate_hz, precision, args.batch_size, args.batches, args.repeats
+        )
         result[f"segments_per_s_{precision.value}"] = round(rate, 1)
         print(
             f"{card.name} {card.version} {precision.value}: {rate:.0f} segments of 5 s per second "

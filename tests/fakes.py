@@ -3,6 +3,7 @@ an in-memory sink, a model gate that logs, all writing to one shared event log."
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from audify_batch.model.checkpoint import ModelCard
 from audify_batch.model.features import FrontendConfig
 from audify_batch.model.network import ArchConfig
 from audify_batch.model.outputs import TopK
+from audify_batch.records import RecordingStatus
 from audify_batch.run.rows import RowCollector
 from audify_batch.store import schema as S
 from audify_batch.store.sink import FileKey
@@ -26,6 +28,7 @@ from audify_batch.store.sink import FileKey
 LOUDNESS_LABELS = ("silence", "quiet", "medium", "loud")
 LABEL_RMS = np.array([0.0, 0.05, 0.15, 0.3])
 FAKE_EMBEDDING_DIM = 2  # (rms, peak)
+LABELED_STATUSES = (S.STATUS_LABELED, RecordingStatus.PARTIAL)  # what a rerun skips when unchanged
 
 
 def fake_card(segment_s: float = 1.0) -> ModelCard:
@@ -124,15 +127,31 @@ class InMemorySink:
         return 0
 
     def labeled_keys(self, config_hash: str) -> dict[str, FileKey]:
+        """As ``ParquetSink.labeled_keys`` (``sql/labeled_keys.sql`` over the ``recordings`` view):
+        per uri the latest failed row or labeled-or-partial row whose part holds all its segments;
+        it counts when labeled or partial with ``config_hash``, keyed with its content fingerprint."""
         latest: dict[str, dict[str, Any]] = {}
-        for row in sorted(self.recordings().to_pylist(), key=lambda r: (r[S.FINISHED_AT], r[S.RUN_ID])):
-            if row[S.STATUS] != S.STATUS_SKIPPED:
-                latest[row[S.URI]] = row
+        for row in sorted(self._committed_rows(), key=lambda r: (r[S.FINISHED_AT], r[S.RUN_ID])):
+            latest[row[S.URI]] = row
         return {
-            uri: FileKey(uri, row[S.SIZE_BYTES], row[S.MTIME_S])
+            uri: FileKey(uri, row[S.SIZE_BYTES], row[S.MTIME_S], row[S.FINGERPRINT])
             for uri, row in latest.items()
-            if row[S.STATUS] == S.STATUS_LABELED and row[S.CONFIG_HASH] == config_hash
+            if row[S.STATUS] in LABELED_STATUSES and row[S.CONFIG_HASH] == config_hash
         }
+
+    def _committed_rows(self) -> list[dict[str, Any]]:
+        """Recordings rows that are a recording's state: failed, or labeled or partial with every
+        one of its segments in the same part (skipped rows never are)."""
+        rows = []
+        for segments, recordings in zip(self.segment_parts, self.recording_parts, strict=True):
+            keys = [(r[S.URI], r[S.RECORDING_ID], r[S.RUN_ID]) for r in segments.to_pylist()]
+            found = Counter(keys)
+            for row in recordings.to_pylist():
+                held = found[(row[S.URI], row[S.RECORDING_ID], row[S.RUN_ID])]
+                complete = row[S.STATUS] in LABELED_STATUSES and (row[S.N_SEGMENTS] or 0) <= held
+                if row[S.STATUS] == S.STATUS_FAILED or complete:
+                    rows.append(row)
+        return rows
 
     def write_part(self, segments: pa.Table, recordings: pa.Table) -> str:
         self.events.append("write_part")

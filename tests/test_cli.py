@@ -17,7 +17,24 @@ AUDIFY = Path(sys.executable).parent / "audify"
 
 
 def predictions(out: str) -> list[list[str]]:
-    return [line.split() for line in out.splitlines() if line and not line.startswith("#")]
+    """Rows of ``classify``: start, end, then the top-K ESC-50 labels and confidences (what is
+    detected and the AudioSet labels, ``|``-separated around them, are left out)."""
+    rows = []
+    for line in out.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        fields = line.split(" | ")
+        span = fields[0].split()[:2]
+        labels = next(f for f in fields[1:] + fields[:1] if not f.startswith("AudioSet:"))
+        if labels is fields[0]:
+            labels = " ".join(fields[0].split()[2:])
+        rows.append(span + labels.split())
+    return rows
+
+
+def detected(out: str) -> list[str]:
+    """What ``classify`` says is detected in each segment, as printed."""
+    return [line.split("detected: ")[1].split(" | ")[0] for line in out.splitlines() if "detected: " in line]
 
 
 def test_classify_any_length_rate_and_channels(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 from audify_batch.ingest.loader import RecordingOutcome, SegmentDataset
 from audify_batch.ingest.segments import SegmentingConfig, plan_segments
 from audify_batch.ingest.sources import discover
+from audify_batch.model.checkpoint import read_card
 from audify_batch.run.config import LabelConfig
 from audify_batch.run.pipeline import label_archive, worker_start_method
 from audify_batch.store import schema as S
@@ -82,12 +83,13 @@ def test_real_clips_joined_end_to_end_are_labeled(real_run) -> None:
         hits += by_uri[uri][index] in labels
     assert hits >= 0.8 * len(rows), f"true class in top 3 for {hits} of {len(rows)} segments"
     embedding_dim = run_sql(str(out), "SELECT len(embedding) FROM segments LIMIT 1").rows[0][0]
-    assert embedding_dim == 256
+    assert embedding_dim == read_card("default").embedding_dim == 1024
 
 
 def test_every_view_and_query_runs_on_real_output(real_run) -> None:
     recordings, out, _ = real_run
-    for view in ("segments", "recordings", "recording_history", "runs", "labels", "embeddings"):
+    views = ("segments", "recordings", "recording_history", "runs", "labels", "detections", "audioset_labels")
+    for view in (*views, "embeddings"):
         assert len(run_sql(str(out), f"SELECT * FROM {view}")) > 0, view
     uri = str(recordings[0].path)
     top_label = run_sql(

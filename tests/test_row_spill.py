@@ -21,12 +21,15 @@ from audify_batch.store import schema as S
 from audify_batch.store.query import run_sql
 from audify_batch.store.sink import ParquetSink
 from tests.conftest import write_tone
-from tests.fakes import FakeModel, fake_card
+from tests.fakes import FAKE_EMBEDDING_DIM, FakeModel, fake_card
 
 RATE_HZ = 16_000  # the fake card's model rate
 LONG_S = 60  # 60 one-second segments
-SPILL = 8
+SPILL = 8  # rows of the long recording held before they stream into its part
 BATCH = 4
+# bytes of one row as the collector holds it: segment index, start, end, rate; top-3 values and
+# indices; the (rms, peak) embedding
+ROW_BYTES = 4 * 8 + 3 * 4 + 3 * 8 + FAKE_EMBEDDING_DIM * 4
 NO_SPILL = 10**9
 
 
@@ -52,7 +55,7 @@ def label(
     refs: list[RecordingRef], chunks: list[SegmentChunk], out: Path, spill: int, run_id: str = "run-1"
 ) -> list[int]:
     """Run the loop into ``out``; returns the segment rows held after each chunk."""
-    collector = RowCollector(refs, fake_card(), run_id, "hash-1", spill_segments=spill)
+    collector = RowCollector(refs, fake_card(), run_id, "hash-1", spill_bytes=spill * ROW_BYTES)
     held: list[int] = []
     output = OutputConfig(str(out), 3, 20_000, 1e9)
     run_loop(
@@ -115,7 +118,7 @@ def test_a_run_killed_mid_recording_leaves_debris_only_then_resumes_exactly(
 ) -> None:
     chunks = chunks_of(long_ref)
     out = tmp_path / "out"
-    collector = RowCollector(long_ref, fake_card(), "run-1", "hash-1", spill_segments=SPILL)
+    collector = RowCollector(long_ref, fake_card(), "run-1", "hash-1", spill_bytes=SPILL * ROW_BYTES)
     sink, model = new_sink(out), FakeModel()
     for chunk in chunks[: len(chunks) // 2]:  # then the process dies
         collector.add(chunk, model.predict(chunk.waveforms, 3) if len(chunk) else None)

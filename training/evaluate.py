@@ -17,16 +17,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from audify_batch.model.checkpoint import CheckpointError, load_checkpoint
+from audify_batch.model.checkpoint import CheckpointError, ModelCard, load_checkpoint
 from audify_batch.model.inference import Precision, predict_batch
-from audify_batch.model.network import AudioClassifier
+from audify_batch.model.network import Network
 from training.data import DEFAULT_ESC50_ROOT, Clip, DatasetError, clip_waveform, load_dataset
 
 
 def accuracy(
-    model: AudioClassifier, clips: list[Clip], precision: Precision, segment_s: float, batch_size: int = 64
+    model: Network, card: ModelCard, clips: list[Clip], precision: Precision, batch_size: int = 64
 ) -> float:
-    frontend = model.frontend.config
+    frontend, segment_s = card.frontend, card.segment_s
     correct = 0
     for start in range(0, len(clips), batch_size):
         batch = clips[start : start + batch_size]
@@ -63,12 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     for precision in (Precision.FP32, Precision.BF16):
         suffix = "" if precision is Precision.FP32 else "_bf16"
-        result[f"fold{args.fold}_16k_accuracy{suffix}"] = round(
-            accuracy(model, clips16, precision, card.segment_s), 4
-        )
-        result[f"fold{args.fold}_44k_accuracy{suffix}"] = round(
-            accuracy(model, clips44, precision, card.segment_s), 4
-        )
+        result[f"fold{args.fold}_16k_accuracy{suffix}"] = round(accuracy(model, card, clips16, precision), 4)
+        result[f"fold{args.fold}_44k_accuracy{suffix}"] = round(accuracy(model, card, clips44, precision), 4)
     print(json.dumps(result, indent=2))
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -7,7 +7,8 @@ import time
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from audify_batch.model.checkpoint import DEFAULT_MODEL_DIR, load_checkpoint
+from audify_batch.cli.label import MODEL_DEFAULT, MODEL_HELP
+from audify_batch.model.checkpoint import load_checkpoint
 from audify_batch.report.explain import explain_window, read_window, segment_start_s
 from audify_batch.report.explain_page import write_explanation
 from audify_batch.run.config import OutputConfig
@@ -31,7 +32,7 @@ def add_explain_parser(commands: Any) -> None:
         "--hop-s", type=float, help="segment grid for --at, as labeled (default: the model's segment length)"
     )
     explain.add_argument("--top-k", type=int, default=OutputConfig.top_k, help="labels shown")
-    explain.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="checkpoint folder")
+    explain.add_argument("--model", default=MODEL_DEFAULT, help=MODEL_HELP)
     explain.add_argument(
         "--out",
         type=Path,

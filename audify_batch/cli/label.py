@@ -15,6 +15,12 @@ from audify_batch.records import Progress, RunInterrupted, RunSummary
 from audify_batch.run.config import LabelConfig, OutputConfig, RuntimeConfig, SourceConfig
 from audify_batch.run.pipeline import label_archive
 
+MODEL_DEFAULT = RuntimeConfig.model_dir
+MODEL_HELP = (
+    "model: default (YAMNet-based: ESC-50 labels, detected, AudioSet labels), "
+    "fast (1.1.0: ESC-50 labels only, about 1.5x faster), or a checkpoint folder"
+)
+
 
 def add_label_parser(commands: Any) -> None:
     label = commands.add_parser(
@@ -28,7 +34,7 @@ def add_label_parser(commands: Any) -> None:
     )
     label.add_argument("source", help="a folder, glob, list file (.txt/.lst/.list) or file; local or s3://")
     label.add_argument("--out", required=True, help="output root (local folder or s3://bucket/prefix)")
-    label.add_argument("--model", default=RuntimeConfig.model_dir, help="checkpoint folder")
+    label.add_argument("--model", default=MODEL_DEFAULT, help=MODEL_HELP)
     add_segmenting_arguments(label)
     label.add_argument("--top-k", type=int, default=OutputConfig.top_k, help="labels kept per segment")
     label.add_argument(

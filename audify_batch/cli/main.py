@@ -15,10 +15,17 @@ import torch
 from audify_batch import __version__
 from audify_batch.cli.console import EXIT_ERROR, EXIT_INTERRUPTED, first_line, os_error_line, print_lines
 from audify_batch.cli.explain import add_explain_parser, run_explain
-from audify_batch.cli.label import add_label_parser, add_segmenting_arguments, run_label, segmenting_from_args
+from audify_batch.cli.label import (
+    MODEL_DEFAULT,
+    MODEL_HELP,
+    add_label_parser,
+    add_segmenting_arguments,
+    run_label,
+    segmenting_from_args,
+)
 from audify_batch.ingest.audio_io import AudioDecodeError
 from audify_batch.ingest.sources import SourceError
-from audify_batch.model.checkpoint import DEFAULT_MODEL_DIR, CheckpointError, load_checkpoint
+from audify_batch.model.checkpoint import CheckpointError, load_checkpoint
 from audify_batch.model.inference import (
     Precision,
     SegmentPrediction,
@@ -65,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--top-k", type=_positive_int, default=CLASSIFY_TOP_K, help="labels printed per segment"
     )
     add_segmenting_arguments(classify)
-    classify.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="checkpoint folder")
+    classify.add_argument("--model", default=MODEL_DEFAULT, help=MODEL_HELP)
     classify.add_argument(
         "--precision", choices=[p.value for p in Precision], default="auto", help="fp32, bf16, or auto"
     )
@@ -110,10 +117,19 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def format_prediction(prediction: SegmentPrediction) -> str:
+    """One segment: its span, what is detected (models with thresholds), the top labels of both
+    vocabularies with their scores."""
     labels = "  ".join(
         f"{label} {conf:.3f}" for label, conf in zip(prediction.labels, prediction.confidences, strict=True)
     )
-    return f"{prediction.start_s:9.2f} {prediction.end_s:9.2f}  {labels}"
+    line = f"{prediction.start_s:9.2f} {prediction.end_s:9.2f}  "
+    if prediction.detected is not None:
+        line += f"detected: {', '.join(prediction.detected) or '(nothing known)'} | "
+    line += labels
+    if prediction.audioset_labels:
+        audioset = zip(prediction.audioset_labels, prediction.audioset_scores, strict=True)
+        line += " | AudioSet: " + "  ".join(f"{label} {score:.3f}" for label, score in audioset)
+    return line
 
 
 def run_classify(args: argparse.Namespace) -> int:
@@ -130,7 +146,10 @@ def run_classify(args: argparse.Namespace) -> int:
     first = next(predictions, None)  # decode errors surface before any header is printed
     print_lines(
         f"# {args.file}  model {card.name} {card.version}",
-        f"# {'start_s':>7} {'end_s':>9}  top-{args.top_k} labels with confidences",
+        f"# {'start_s':>7} {'end_s':>9}  "
+        + ("detected | " if card.thresholds else "")
+        + f"top-{args.top_k} labels with confidences"
+        + (" | AudioSet top labels with scores" if card.audioset_labels else ""),
     )
     for prediction in itertools.chain([first] if first else [], predictions):
         print_lines(format_prediction(prediction))

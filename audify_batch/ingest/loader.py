@@ -15,7 +15,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypedDict
 
 import numpy as np
@@ -41,6 +41,7 @@ MAX_OUTCOMES_PER_CHUNK = 256
 STORAGE_ENV_PREFIXES = ("AWS_", "FSSPEC_")
 READ_BLOCK_BYTES = 4 << 20  # read-ahead per open object stream
 DEFAULT_RETRY = RetryPolicy()
+_NO_WAVEFORM = np.zeros(0, np.float32)  # a piece's waveform once it is in its chunk's buffer
 
 
 @dataclass(frozen=True)
@@ -103,21 +104,45 @@ class SegmentChunk:
 
 @dataclass
 class _ChunkBuilder:
+    """The next chunk: each segment's waveform is copied into the chunk's one buffer as it comes.
+
+    No list of waveforms is stacked at the end, and in a DataLoader worker (``shared``) the
+    buffer is shared memory from the start, as torch's own collate does, so handing the chunk
+    to the run copies nothing: a chunk costs its buffer once, not three times over.
+    """
+
     window: int
-    pieces: list[SegmentPiece] = field(default_factory=list)
+    batch_size: int
+    shared: bool = False
+    pieces: list[SegmentPiece] = field(default_factory=list)  # waveforms dropped: in ``waves``
     finished: list[RecordingOutcome] = field(default_factory=list)
+    waves: torch.Tensor | None = None
+
+    def add(self, piece: SegmentPiece) -> None:
+        if self.waves is None:
+            self.waves = self._buffer()
+        self.waves[len(self.pieces)] = torch.from_numpy(piece.waveform)
+        self.pieces.append(replace(piece, waveform=_NO_WAVEFORM))
+
+    def _buffer(self) -> torch.Tensor:
+        shape = (self.batch_size, self.window)
+        if not self.shared:
+            return torch.from_numpy(np.empty(shape, np.float32))
+        storage = torch.UntypedStorage._new_shared(self.batch_size * self.window * 4)  # float32: 4 bytes
+        return torch.empty(0, dtype=torch.float32).set_(storage).view(shape)
 
     def take(self) -> SegmentChunk:
         pieces, self.pieces = self.pieces, []
         finished, self.finished = tuple(self.finished), []
-        waves = np.stack([p.waveform for p in pieces]) if pieces else np.zeros((0, self.window), np.float32)
+        waves, self.waves = self.waves, None
+        waveforms = torch.zeros((0, self.window)) if waves is None else waves[: len(pieces)]
         return SegmentChunk(
             torch.tensor([p.recording_index for p in pieces], dtype=torch.int64),
             torch.tensor([p.segment.index for p in pieces], dtype=torch.int64),
             torch.tensor([p.segment.start_sample for p in pieces], dtype=torch.int64),
             torch.tensor([p.segment.end_sample for p in pieces], dtype=torch.int64),
             torch.tensor([p.sample_rate_hz for p in pieces], dtype=torch.int64),
-            torch.from_numpy(waves),
+            waveforms,
             finished,
         )
 
@@ -278,11 +303,12 @@ class SegmentDataset(IterableDataset):
         if get_worker_info() is not None:
             exit_when_process_dies(self.parent_pid)
             os.environ.update(self.storage_environ)
-        builder = _ChunkBuilder(self.cfg.window_samples)
+        in_worker = get_worker_info() is not None
+        builder = _ChunkBuilder(self.cfg.window_samples, self.batch_size, shared=in_worker)
         for index in self.shard():
             for item in recording_pieces(index, self.refs[index], self.cfg, self.storage_options, self.retry):
                 if isinstance(item, SegmentPiece):
-                    builder.pieces.append(item)
+                    builder.add(item)
                 else:
                     builder.finished.append(item)
                 full = len(builder.pieces) >= self.batch_size

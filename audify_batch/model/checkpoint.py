@@ -15,13 +15,25 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+from torch import nn
 
+from audify_batch.model.families import ARCHS, FAMILY_RESNET, FAMILY_YAMNET, Arch, YamnetArch
 from audify_batch.model.features import FrontendConfig
-from audify_batch.model.network import ArchConfig, AudioClassifier
+from audify_batch.model.network import AudioClassifier, Network
 
 CARD_FILE = "model_card.json"
 WEIGHTS_FILE = "model.safetensors"
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "weights" / "default"
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+# The shipped models by name (``--model default``, ``--model fast``); anything else is a folder.
+MODEL_ALIASES = {"default": WEIGHTS_DIR / "default", "fast": WEIGHTS_DIR / "fast"}
+DEFAULT_MODEL_DIR = MODEL_ALIASES["default"]
+FAST_MODEL_DIR = MODEL_ALIASES["fast"]
+
+
+def resolve_model_dir(model: str | Path) -> Path:
+    """The checkpoint folder of ``--model``: a shipped model's name, or a folder (``./default``
+    for a folder that happens to be named like a shipped model)."""
+    return MODEL_ALIASES.get(str(model), Path(model))
 
 
 class CheckpointError(Exception):
@@ -34,7 +46,7 @@ class ModelCard:
     version: str
     labels: tuple[str, ...]
     frontend: FrontendConfig
-    arch: ArchConfig
+    arch: Arch
     norm_mean_db: tuple[float, ...]
     norm_std_db: tuple[float, ...]
     training: dict[str, Any] = field(default_factory=dict)
@@ -43,6 +55,17 @@ class ModelCard:
     # The window the model labels, in seconds: the one home of the segment length. Cards
     # written before it was recorded are 5-second models.
     segment_s: float = 5.0
+    # Which network the card describes (``arch`` is that family's config); 1.x cards are resnets.
+    family: str = FAMILY_RESNET
+    # The second vocabulary (AudioSet's 521 display names) where the model has that head.
+    audioset_labels: tuple[str, ...] = ()
+    # Per-class score thresholds of ``detected`` (one per label); empty: the model detects nothing.
+    thresholds: tuple[float, ...] = ()
+    # AudioSet evidence that nothing known is there: when a segment's top AudioSet label is one
+    # of these (e.g. Silence, Speech, Music) with at least ``abstain_min_score``, ``detected`` is
+    # empty whatever the ESC-50 scores (training/thresholds.py fits both).
+    abstain_audioset: tuple[str, ...] = ()
+    abstain_min_score: float = 0.5
 
     def __post_init__(self) -> None:
         if not self.segment_s > 0:
@@ -51,8 +74,27 @@ class ModelCard:
             raise CheckpointError(
                 f"card lists {len(self.labels)} labels but the head has {self.arch.n_classes} classes"
             )
-        if not len(self.norm_mean_db) == len(self.norm_std_db) == self.frontend.n_mels:
+        if self.family not in ARCHS:
+            raise CheckpointError(f"unknown model family {self.family!r}; known: {sorted(ARCHS)}")
+        if not isinstance(self.arch, ARCHS[self.family]):
+            raise CheckpointError(f"a {self.family} card needs a {ARCHS[self.family].__name__} arch")
+        norms = (len(self.norm_mean_db), len(self.norm_std_db))
+        if self.family == FAMILY_RESNET and norms != (self.frontend.n_mels,) * 2:
             raise CheckpointError("normalisation statistics need one value per mel band")
+        if self.thresholds and len(self.thresholds) != len(self.labels):
+            raise CheckpointError(f"{len(self.thresholds)} thresholds for {len(self.labels)} labels")
+        unknown = sorted(set(self.abstain_audioset) - set(self.audioset_labels))
+        if unknown:
+            raise CheckpointError(f"abstain_audioset names labels the AudioSet head lacks: {unknown[:3]}")
+        n_audioset = getattr(self.arch, "n_audioset_classes", 0)
+        if len(self.audioset_labels) != n_audioset:
+            raise CheckpointError(
+                f"card lists {len(self.audioset_labels)} AudioSet labels, the head has {n_audioset}"
+            )
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.arch.embedding_dim
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -61,22 +103,35 @@ class ModelCard:
     @classmethod
     def from_json(cls, text: str) -> ModelCard:
         data = json.loads(text)
+        family = data.get("family", FAMILY_RESNET)
+        if family not in ARCHS:
+            raise ValueError(f"unknown model family {family!r}; known: {sorted(ARCHS)}")
         return cls(
             name=data["name"],
             version=data["version"],
             labels=tuple(data["labels"]),
             frontend=FrontendConfig(**data["frontend"]),
-            arch=ArchConfig.from_dict(data["arch"]),
+            arch=ARCHS[family].from_dict(data["arch"]),
             norm_mean_db=tuple(data["norm_mean_db"]),
             norm_std_db=tuple(data["norm_std_db"]),
             training=data.get("training", {}),
             evaluation=data.get("evaluation", {}),
             weights_sha256=data.get("weights_sha256", ""),
             segment_s=float(data.get("segment_s", cls.segment_s)),
+            family=family,
+            audioset_labels=tuple(data.get("audioset_labels", ())),
+            thresholds=tuple(float(t) for t in data.get("thresholds", ())),
+            abstain_audioset=tuple(data.get("abstain_audioset", ())),
+            abstain_min_score=float(data.get("abstain_min_score", cls.abstain_min_score)),
         )
 
 
-def build_classifier(card: ModelCard) -> AudioClassifier:
+def build_classifier(card: ModelCard) -> Network:
+    """The untrained network a card describes (its family's class)."""
+    if isinstance(card.arch, YamnetArch):
+        from audify_batch.model.yamnet_classifier import YamnetClassifier
+
+        return YamnetClassifier(card.arch)
     return AudioClassifier(
         card.frontend,
         card.arch,
@@ -85,24 +140,42 @@ def build_classifier(card: ModelCard) -> AudioClassifier:
     )
 
 
+def _weights_of(model: Network) -> nn.Module:
+    """The module whose state the weights file holds: the resnet's ``net`` (its frontend is
+    computed from the card), the whole YAMNet model (its frontend's mel matrix is a weight)."""
+    return model.net if isinstance(model, AudioClassifier) else model
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def save_checkpoint(directory: Path, model: AudioClassifier, card: ModelCard) -> ModelCard:
+def _stored(card: ModelCard, name: str, tensor: torch.Tensor) -> torch.Tensor:
+    """How a tensor is stored: YAMNet-family kernels as float16 (half the file; its parity with
+    the TFLite model holds, see weights/yamnet/README.md), everything else as it is. Loading
+    casts back to float32."""
+    if card.family == FAMILY_YAMNET and tensor.dim() >= 2 and not name.startswith("frontend."):
+        return tensor.half()
+    return tensor
+
+
+def save_checkpoint(directory: Path, model: Network, card: ModelCard) -> ModelCard:
     """Write weights and card; returns the card with the weights' hash filled in."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     weights_path = directory / WEIGHTS_FILE
-    state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.net.state_dict().items()}
+    weights = _weights_of(model).state_dict()
+    state = {
+        name: _stored(card, name, tensor.detach().cpu()).contiguous() for name, tensor in weights.items()
+    }
     save_file(state, str(weights_path), metadata={"name": card.name, "version": card.version})
     stamped = ModelCard(**{**card.__dict__, "weights_sha256": _sha256(weights_path)})
     (directory / CARD_FILE).write_text(stamped.to_json())
     return stamped
 
 
-def read_card(directory: Path) -> ModelCard:
-    card_path = Path(directory) / CARD_FILE
+def read_card(directory: str | Path) -> ModelCard:
+    card_path = resolve_model_dir(directory) / CARD_FILE
     if not card_path.is_file():
         raise CheckpointError(f"no model card at {card_path}")
     try:
@@ -111,8 +184,8 @@ def read_card(directory: Path) -> ModelCard:
         raise CheckpointError(f"model card {card_path} is invalid: {error}") from error
 
 
-def _check_state(card: ModelCard, state: dict[str, torch.Tensor], model: AudioClassifier) -> None:
-    expected = {name: tuple(t.shape) for name, t in model.net.state_dict().items()}
+def _check_state(card: ModelCard, state: dict[str, torch.Tensor], model: Network) -> None:
+    expected = {name: tuple(t.shape) for name, t in _weights_of(model).state_dict().items()}
     found = {name: tuple(t.shape) for name, t in state.items()}
     missing = sorted(set(expected) - set(found))
     extra = sorted(set(found) - set(expected))
@@ -133,9 +206,9 @@ def _check_state(card: ModelCard, state: dict[str, torch.Tensor], model: AudioCl
         )
 
 
-def load_checkpoint(directory: Path = DEFAULT_MODEL_DIR) -> tuple[AudioClassifier, ModelCard]:
-    """Load a checkpoint for inference (eval mode, CPU)."""
-    directory = Path(directory)
+def load_checkpoint(directory: str | Path = DEFAULT_MODEL_DIR) -> tuple[Network, ModelCard]:
+    """Load a checkpoint (a folder, or a shipped model's name) for inference (eval mode, CPU)."""
+    directory = resolve_model_dir(directory)
     card = read_card(directory)
     weights_path = directory / WEIGHTS_FILE
     if not weights_path.is_file():
@@ -150,5 +223,5 @@ def load_checkpoint(directory: Path = DEFAULT_MODEL_DIR) -> tuple[AudioClassifie
     except Exception as error:  # safetensors raises its own error types
         raise CheckpointError(f"cannot read weights {weights_path}: {error}") from error
     _check_state(card, state, model)
-    model.net.load_state_dict(state)
+    _weights_of(model).load_state_dict({name: tensor.float() for name, tensor in state.items()})
     return model.eval(), card

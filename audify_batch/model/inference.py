@@ -19,7 +19,7 @@ import torch
 from audify_batch.ingest.audio_io import probe, stream_mono
 from audify_batch.ingest.segments import Segment, SegmentingConfig, segment_audio, with_end
 from audify_batch.model.checkpoint import ModelCard, load_checkpoint
-from audify_batch.model.network import AudioClassifier
+from audify_batch.model.network import Network
 from audify_batch.model.outputs import TopK
 
 
@@ -37,6 +37,9 @@ class SegmentPrediction:
     labels: tuple[str, ...]
     confidences: tuple[float, ...]
     embedding: np.ndarray
+    detected: tuple[str, ...] | None = None  # None: the model has no thresholds
+    audioset_labels: tuple[str, ...] = ()
+    audioset_scores: tuple[float, ...] = ()
 
 
 def cpu_supports_bf16() -> bool:
@@ -55,35 +58,84 @@ def resolve_precision(precision: Precision, device: torch.device) -> Precision:
     return Precision.FP32
 
 
-def prepare_for_inference(model: AudioClassifier, device: torch.device) -> AudioClassifier:
+def prepare_for_inference(model: Network, device: torch.device) -> Network:
     """Eval mode on ``device``; channels-last convolutions (faster with oneDNN and cuDNN)."""
     model = model.eval().to(device)
-    # The torch stubs omit the documented to(memory_format=...) overload.
-    model.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    if model.channels_last:
+        # The torch stubs omit the documented to(memory_format=...) overload.
+        model.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return model
 
 
-@torch.inference_mode()
-def predict_batch(
-    model: AudioClassifier, waveforms: torch.Tensor, precision: Precision
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Class probabilities (B, n_classes) and embeddings (B, D), float32.
+@dataclass(frozen=True)
+class BatchScores:
+    """One batch through a network, float32: class scores (B, n_classes), embeddings (B, D) and,
+    where the network has that head, AudioSet scores (B, 521)."""
 
-    The frontend always runs in float32; bf16 autocast covers the CNN only.
-    """
+    probs: torch.Tensor
+    embeddings: torch.Tensor
+    audioset: torch.Tensor | None = None
+
+
+@torch.inference_mode()
+def score_batch(model: Network, waveforms: torch.Tensor, precision: Precision) -> BatchScores:
+    """Every score of a (B, window) batch. The frontend always runs in float32; bf16 autocast
+    covers the CNN only."""
     device = next(model.parameters()).device
     features = model.features(waveforms.to(device, non_blocking=True))
     enabled = precision is Precision.BF16
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled):
         output = model.net(features)
-    return torch.softmax(output.logits.float(), dim=1), output.embedding.float()
+    audioset = None if output.audioset_scores is None else output.audioset_scores.float()
+    return BatchScores(model.class_scores(output.logits.float()), output.embedding.float(), audioset)
+
+
+def predict_batch(
+    model: Network, waveforms: torch.Tensor, precision: Precision
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class probabilities (B, n_classes) and embeddings (B, D), float32."""
+    scores = score_batch(model, waveforms, precision)
+    return scores.probs, scores.embeddings
+
+
+def detect(scores: BatchScores, card: ModelCard) -> torch.Tensor:
+    """(B, n_classes) booleans: each class whose score reaches its threshold, none where the
+    AudioSet head's top label says nothing known is there (the card's ``abstain_audioset``)."""
+    thresholds = torch.tensor(card.thresholds, device=scores.probs.device)
+    detected = scores.probs >= thresholds
+    if card.abstain_audioset and scores.audioset is not None:
+        veto = [card.audioset_labels.index(name) for name in card.abstain_audioset]
+        best = scores.audioset.max(dim=1)
+        abstain = torch.isin(best.indices, torch.tensor(veto, device=best.indices.device))
+        detected &= ~(abstain & (best.values >= card.abstain_min_score))[:, None]
+    return detected
+
+
+def to_top_k(scores: BatchScores, card: ModelCard, top_k: int) -> TopK:
+    """A batch's scores as the run stores them: top-K of both vocabularies, ``detected`` where the
+    card has thresholds (a class is detected when its score reaches its threshold)."""
+    values, indices = scores.probs.topk(min(top_k, scores.probs.shape[1]), dim=1)
+    audioset_values = audioset_indices = detected = None
+    if scores.audioset is not None:
+        top = scores.audioset.topk(min(top_k, scores.audioset.shape[1]), dim=1)
+        audioset_values, audioset_indices = top.values.cpu().numpy(), top.indices.cpu().numpy()
+    if card.thresholds:
+        detected = detect(scores, card).cpu().numpy()
+    return TopK(
+        values.cpu().numpy(),
+        indices.cpu().numpy(),
+        scores.embeddings.cpu().numpy(),
+        audioset_values,
+        audioset_indices,
+        detected,
+    )
 
 
 @dataclass(frozen=True, eq=False)
 class TorchModel:
     """The network on its device with a resolved precision; ``predict`` is one model step."""
 
-    network: AudioClassifier
+    network: Network
     card: ModelCard
     precision: Precision  # resolved: fp32 or bf16, never auto
 
@@ -103,23 +155,11 @@ class TorchModel:
 
     def predict(self, waveforms: torch.Tensor, top_k: int) -> TopK:
         """Top-``top_k`` classes (at most all of them) and embeddings of a (B, window) batch."""
-        probs, embeddings = predict_batch(self.network, waveforms, self.precision)
-        values, indices = probs.topk(min(top_k, probs.shape[1]), dim=1)
-        return TopK(values.cpu().numpy(), indices.cpu().numpy(), embeddings.cpu().numpy())
-
-
-def top_k(
-    probs: torch.Tensor, labels: tuple[str, ...], k: int
-) -> list[tuple[tuple[str, ...], tuple[float, ...]]]:
-    values, indices = probs.topk(min(k, probs.shape[1]), dim=1)
-    return [
-        (tuple(labels[i] for i in row_idx.tolist()), tuple(round(v, 6) for v in row_val.tolist()))
-        for row_val, row_idx in zip(values, indices, strict=True)
-    ]
+        return to_top_k(score_batch(self.network, waveforms, self.precision), self.card, top_k)
 
 
 def classify_file(
-    model: AudioClassifier,
+    model: Network,
     card: ModelCard,
     path: str | Path,
     k: int = 5,
@@ -147,7 +187,7 @@ def classify_file(
 
 
 def _predict(
-    model: AudioClassifier,
+    model: Network,
     card: ModelCard,
     batch: list[tuple[Segment, np.ndarray]],
     k: int,
@@ -155,10 +195,24 @@ def _predict(
     source_hz: int,
 ) -> Iterator[SegmentPrediction]:
     waveforms = torch.from_numpy(np.stack([audio for _, audio in batch]))
-    probs, embeddings = predict_batch(model, waveforms, precision)
-    for (segment, _), (labels, confs), emb in zip(
-        batch, top_k(probs, card.labels, k), embeddings.cpu().numpy(), strict=True
-    ):
+    out = to_top_k(score_batch(model, waveforms, precision), card, k)
+    for row, (segment, _) in enumerate(batch):
         yield SegmentPrediction(
-            segment.index, segment.start_s(source_hz), segment.end_s(source_hz), labels, confs, emb
+            segment.index,
+            segment.start_s(source_hz),
+            segment.end_s(source_hz),
+            _names(card.labels, out.indices[row]),
+            _rounded(out.values[row]),
+            out.embeddings[row],
+            None if out.detected is None else _names(card.labels, np.flatnonzero(out.detected[row])),
+            () if out.audioset_indices is None else _names(card.audioset_labels, out.audioset_indices[row]),
+            () if out.audioset_values is None else _rounded(out.audioset_values[row]),
         )
+
+
+def _names(labels: tuple[str, ...], indices: np.ndarray) -> tuple[str, ...]:
+    return tuple(labels[i] for i in indices.tolist())
+
+
+def _rounded(values: np.ndarray) -> tuple[float, ...]:
+    return tuple(round(v, 6) for v in values.tolist())

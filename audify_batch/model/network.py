@@ -83,6 +83,8 @@ class ArchConfig:
 class ModelOutput:
     logits: torch.Tensor
     embedding: torch.Tensor
+    # Scores of the second vocabulary (AudioSet, already sigmoid), where the network has that head.
+    audioset_scores: torch.Tensor | None = None
 
 
 class ResidualBlock(nn.Module):
@@ -113,7 +115,21 @@ def _stage(in_channels: int, out_channels: int, n_blocks: int, stride: int) -> n
     return nn.Sequential(*blocks)
 
 
-class AudioResNet(nn.Module):
+class CNN(nn.Module):
+    """What every family's CNN offers besides ``forward`` (log-mel -> ``ModelOutput``): its
+    layers by name, for activations and Grad-CAM, and their outputs as whole-window maps."""
+
+    @property
+    def stage_names(self) -> tuple[str, ...]:
+        """Submodule names of the layers to draw, input to output."""
+        raise NotImplementedError
+
+    def segment_map(self, activation: torch.Tensor, batch: int) -> torch.Tensor:
+        """A stage's output as (batch, C, freq, time) maps of whole windows."""
+        return activation
+
+
+class AudioResNet(CNN):
     """Stem, residual stages, dropout, adaptive average pooling, linear head."""
 
     def __init__(self, arch: ArchConfig) -> None:
@@ -135,6 +151,10 @@ class AudioResNet(nn.Module):
         self.dropout = nn.Dropout(arch.dropout)
         self.head = nn.Linear(arch.embedding_dim, arch.n_classes)
 
+    @property
+    def stage_names(self) -> tuple[str, ...]:
+        return self.arch.stage_names
+
     def forward(self, log_mel: torch.Tensor) -> ModelOutput:
         x = log_mel.unsqueeze(1)
         for name in self.arch.stage_names:
@@ -143,7 +163,28 @@ class AudioResNet(nn.Module):
         return ModelOutput(logits=self.head(self.dropout(embedding)), embedding=embedding)
 
 
-class AudioClassifier(nn.Module):
+class Network(nn.Module):
+    """What every model family's network is: waveforms at the model rate -> ``ModelOutput``,
+    in two steps, ``features`` (the frontend, always float32) then ``net`` (the CNN)."""
+
+    net: CNN
+    # Whether the CNN runs faster with channels-last tensors (oneDNN, cuDNN): the resnet does;
+    # YAMNet's depthwise convolutions run at half speed that way in bf16 on the CPU.
+    channels_last: bool = True
+
+    def features(self, waveform: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, waveform: torch.Tensor) -> ModelOutput:
+        output: ModelOutput = self.net(self.features(waveform))
+        return output
+
+    def class_scores(self, logits: torch.Tensor) -> torch.Tensor:
+        """Scores in [0, 1] of the card's labels from the logits (softmax unless a family says)."""
+        return torch.softmax(logits, dim=1)
+
+
+class AudioClassifier(Network):
     """Waveforms at the model rate -> logits and embeddings, frontend included."""
 
     # Registered buffers; declared so type checkers see tensors, not Tensor | Module.
@@ -163,19 +204,16 @@ class AudioClassifier(nn.Module):
         self.frontend = LogMel(frontend)
         self.register_buffer("norm_mean_db", norm_mean_db.reshape(-1, 1).float())
         self.register_buffer("norm_std_db", norm_std_db.reshape(-1, 1).float())
-        self.net = AudioResNet(arch)
+        self.net: AudioResNet = AudioResNet(arch)
 
     def features(self, waveform: torch.Tensor) -> torch.Tensor:
         """Normalised log-mels as the network sees them, (B, n_mels, frames)."""
         return (self.frontend(waveform) - self.norm_mean_db) / self.norm_std_db
 
-    def forward(self, waveform: torch.Tensor) -> ModelOutput:
-        return self.net(self.features(waveform))
-
 
 @contextmanager
 def capture_activations(
-    net: AudioResNet, stage_names: tuple[str, ...] | None = None, detach: bool = True
+    net: CNN, stage_names: tuple[str, ...] | None = None, detach: bool = True
 ) -> Iterator[dict[str, torch.Tensor]]:
     """Record the output of each named stage during forward passes in the block.
 
@@ -183,12 +221,12 @@ def capture_activations(
     """
     captured: dict[str, torch.Tensor] = {}
     handles = []
-    for name in stage_names or net.arch.stage_names:
+    for name in stage_names or net.stage_names:
 
         def hook(_module: nn.Module, _inputs: object, output: torch.Tensor, key: str = name) -> None:
             captured[key] = output.detach() if detach else output
 
-        handles.append(getattr(net, name).register_forward_hook(hook))
+        handles.append(net.get_submodule(name).register_forward_hook(hook))
     try:
         yield captured
     finally:

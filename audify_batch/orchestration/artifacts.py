@@ -78,7 +78,7 @@ def report_markdown(
         lines += ["", "## Failures", ""]
         lines += [f"- `{uri}`: {reason}" for uri, reason in summary.failures[:MAX_LISTED_FAILURES]]
     if counts is not None:
-        lines += ["", "## Top-1 labels over the archive", "", markdown_table(counts)]
+        lines += ["", "## Detected labels over the archive", "", markdown_table(counts)]
     return "\n".join(lines) + "\n"
 
 

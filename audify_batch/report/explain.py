@@ -20,7 +20,7 @@ from fsspec.core import url_to_fs
 
 from audify_batch.ingest.audio_io import AudioDecodeError, open_audio, resample, to_mono
 from audify_batch.model.checkpoint import ModelCard
-from audify_batch.model.network import AudioClassifier, capture_activations
+from audify_batch.model.network import Network, capture_activations
 
 
 @dataclass(frozen=True)
@@ -86,25 +86,28 @@ def gradcam(activation: torch.Tensor, gradient: torch.Tensor, size: tuple[int, i
     return (cam / peak).numpy() if peak > 0 else cam.numpy()
 
 
-def explain_window(model: AudioClassifier, card: ModelCard, window: Window, k: int = 5) -> Explanation:
-    """Top-K, stage activations and Grad-CAM of the top label for one window (fp32, CPU or GPU)."""
+def explain_window(model: Network, card: ModelCard, window: Window, k: int = 5) -> Explanation:
+    """Top-K, stage activations and Grad-CAM of the top label for one window (fp32, CPU or GPU).
+
+    Every family's stage outputs are drawn as (channels, freq, time) maps of the whole window
+    (``net.segment_map``: YAMNet's 0.96 s patches side by side)."""
     model.eval()
     device = next(model.parameters()).device
     net = model.net
-    last_stage = net.arch.stage_names[-1]
+    last_stage = net.stage_names[-1]
     with torch.enable_grad(), capture_activations(net, detach=False) as captured:
         features = model.features(torch.from_numpy(window.waveform)[None].to(device))
         features.requires_grad_(True)  # gradients flow even when the weights are frozen
         logits = net(features).logits[0]
-        top = torch.topk(logits.softmax(-1), k)
+        top = torch.topk(model.class_scores(logits[None])[0], k)
         (gradient,) = torch.autograd.grad(logits[int(top.indices[0])], captured[last_stage])
-    last = captured[last_stage]
+    maps = {name: net.segment_map(t.detach(), 1).cpu() for name, t in captured.items()}
     size = (features.shape[1], features.shape[2])
     return Explanation(
         window=window,
         labels=tuple(card.labels[int(i)] for i in top.indices),
         confidences=tuple(float(v) for v in top.values.detach()),
         log_mel=features[0].detach().cpu().numpy(),
-        stages={name: t[0].detach().cpu().numpy() for name, t in captured.items()},
-        gradcam=gradcam(last.detach().cpu(), gradient.cpu(), size),
+        stages={name: t[0].numpy() for name, t in maps.items()},
+        gradcam=gradcam(maps[last_stage], net.segment_map(gradient, 1).cpu(), size),
     )

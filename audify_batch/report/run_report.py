@@ -41,7 +41,7 @@ class ReportLimits:
     labels: int = 15  # labels shown in distributions; the rest is "other"
     recordings: int = 12  # recordings with a timeline and in the per-recording view
     review: int = 20  # rows per review queue
-    failures: int = 50
+    failures: int = 50  # rows of the failures table; also of the partial recordings table
     events: int = 30
 
 
@@ -132,9 +132,10 @@ def _provenance(con: duckdb.DuckDBPyConnection, model: str, limits: ReportLimits
     totals = _q(con, "totals", model).records()[0]
     config = _q(con, "latest_config", model).rows
     settings = json.dumps(json.loads(config[0][0]), indent=1, sort_keys=True) if config else "{}"
+    partial = f" ({totals['partial']} partial: cut short)" if totals["partial"] else ""
     return (
-        f"<p>model <code>{esc(model)}</code>: {totals['labeled']} recordings labeled, {totals['failed']} "
-        f"failed, {totals['segments']} segments, {totals['audio_h']:.2f} h of audio.</p>"
+        f"<p>model <code>{esc(model)}</code>: {totals['labeled']} recordings labeled{partial}, "
+        f"{totals['failed']} failed, {totals['segments']} segments, {totals['audio_h']:.2f} h of audio.</p>"
         + table(runs.columns, runs.rows[: limits.review], len(runs.rows) - limits.review)
         + f"<p class='note'>settings of the latest run:</p><pre>{esc(settings)}</pre>"
     )
@@ -159,7 +160,9 @@ def html_report(
 def _body(con: duckdb.DuckDBPyConnection, model: str, limits: ReportLimits) -> str:
     counts = _q(con, "label_counts", model)
     if not counts.rows:
-        return "<p>No labeled segments yet.</p>" + _failures(con, model, limits)
+        return (
+            "<p>No labeled segments yet.</p>" + _partial(con, model, limits) + _failures(con, model, limits)
+        )
     top_labels = counts.column("label")[: limits.labels]
     sizes = _q(con, "recording_sizes", model)
     uris = sizes.column("uri")[: limits.recordings]
@@ -187,6 +190,7 @@ def _body(con: duckdb.DuckDBPyConnection, model: str, limits: ReportLimits) -> s
         _table(_q(con, "least_confident", model, n=limits.review)),
         "<h3>Close calls: top two labels nearly tied</h3>",
         _table(_q(con, "close_calls", model, n=limits.review)),
+        _partial(con, model, limits),
         _failures(con, model, limits),
     ]
     return "\n".join(parts)
@@ -194,6 +198,20 @@ def _body(con: duckdb.DuckDBPyConnection, model: str, limits: ReportLimits) -> s
 
 def _table(result: QueryResult, more: int = 0) -> str:
     return table(result.columns, result.rows, more)
+
+
+def _partial(con: duckdb.DuckDBPyConnection, model: str, limits: ReportLimits) -> str:
+    """The recordings cut short (labeled as far as readable, counted as labeled); none: no section."""
+    partial = _q(con, "partial", model)
+    if not partial.rows:
+        return ""
+    shown = QueryResult(partial.columns, partial.rows[: limits.failures])
+    note = "<p class='note'>cut short: labeled as far as readable, counted among the labeled</p>"
+    return (
+        f"<h2>Partial recordings ({len(partial.rows)})</h2>"
+        + note
+        + _table(shown, len(partial.rows) - limits.failures)
+    )
 
 
 def _failures(con: duckdb.DuckDBPyConnection, model: str, limits: ReportLimits) -> str:

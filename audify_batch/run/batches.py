@@ -112,6 +112,10 @@ def summarize_batch(
         audio_s=sum(r[S.DURATION_S] or 0.0 for r in labeled),
         wall_s=wall_s,
         failures=tuple(sorted((r[S.URI], r[S.ERROR] or "") for r in by_status[S.STATUS_FAILED])),
+        n_partial=len(by_status[RecordingStatus.PARTIAL]),
+        warnings=tuple(
+            sorted((r[S.URI], r[S.ERROR] or "cut short") for r in by_status[RecordingStatus.PARTIAL])
+        ),
     )
 
 

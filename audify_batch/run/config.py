@@ -12,7 +12,6 @@ from typing import Any
 
 from audify_batch.ingest.retry import RetryPolicy
 from audify_batch.ingest.segments import SegmentingConfig
-from audify_batch.model.checkpoint import DEFAULT_MODEL_DIR
 from audify_batch.model.inference import Precision
 from audify_batch.run.shards import Shard
 
@@ -43,7 +42,7 @@ class SourceConfig:
 class RuntimeConfig:
     """How the run goes: which model, batch size, decode workers, threads, device, precision, lease wait."""
 
-    model_dir: str = str(DEFAULT_MODEL_DIR)
+    model_dir: str = "default"  # a shipped model's name (model/checkpoint.py MODEL_ALIASES) or a folder
     batch_size: int = 64
     workers: int | None = None  # DataLoader workers; None: chosen for the machine; 0: in the main process
     threads: int | None = None  # torch threads on CPU; None: all cores

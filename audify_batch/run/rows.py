@@ -6,10 +6,12 @@ partial output. A partial recording (cut short, see ``RecordingStatus``)
 keeps the rows of what was readable and is listed among the warnings.
 Finished recordings are committed to the sink in parts.
 
-Memory stays flat in the length of a recording: once one holds
-``spill_segments`` rows, they are streamed into a part of its own, written
-as they come (``spill``); the part is debris until the recording ends and its
-recordings row commits it, and is removed if the recording fails.
+Memory stays flat in the length of a recording: once one holds ``spill_bytes``
+of rows (``SPILL_BYTES``: a budget in bytes, so a model with wider embeddings
+holds fewer rows), they are streamed into a part of its own, written as they
+come (``spill``); the part is debris until the recording ends and its
+recordings row commits it, and is removed if the recording fails. Rows are
+concatenated once, when their Arrow table is built.
 """
 
 from __future__ import annotations
@@ -31,7 +33,12 @@ from audify_batch.records import Progress, RecordingStatus, RunSummary
 from audify_batch.run.ports import Sink
 from audify_batch.store import schema as S
 
-SPILL_SEGMENTS = 4096  # rows of one recording held before they are streamed into its part
+# Bytes of one unfinished recording's rows (numpy columns; the embedding is most of them) held
+# before they are streamed into its part, as one row group. Writing them costs about 2.7 times
+# as much again for a moment (Arrow table, Parquet levels and pages, compression) on top of
+# ~15 MiB for the writer itself, so the peak a spill adds is bounded, whatever the embedding
+# width: 2 MiB is ~500 segments of a 1024-d model, ~1,900 of the 256-d ESC-50 model.
+SPILL_BYTES = 2 << 20
 
 
 class PartStream(Protocol):
@@ -51,27 +58,58 @@ class StreamingSink(Protocol):
     def open_part(self, schema: pa.Schema) -> PartStream: ...
 
 
-Columns = dict[str, np.ndarray]  # one recording's rows: segment_index, start_sample, ... embedding
+Columns = dict[str, np.ndarray]  # rows of one recording: segment_index, start_sample, ... embedding
+Rows = list[Columns]  # a recording's rows as they came, one Columns per model batch ([]: none)
+
+
+def _optional_columns(outputs: TopK) -> Columns:
+    """The model outputs only some models have (see ``TopK``), as row columns."""
+    columns: Columns = {}
+    if outputs.detected is not None:
+        columns["detected"] = outputs.detected.astype(bool)
+    if outputs.audioset_values is not None and outputs.audioset_indices is not None:
+        columns["audioset_values"] = outputs.audioset_values.astype(np.float32)
+        columns["audioset_indices"] = outputs.audioset_indices.astype(np.int64)
+    return columns
+
+
+def _mask_to_lists(mask: np.ndarray, labels: np.ndarray) -> pa.Array:
+    """(n, n_classes) booleans -> one list of label names per row, in class order."""
+    rows, classes = np.nonzero(mask)
+    offsets = np.zeros(len(mask) + 1, dtype=np.int32)
+    np.cumsum(np.bincount(rows, minlength=len(mask)), out=offsets[1:])
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(labels[classes], pa.string()))
+
+
+def n_rows(rows: Rows) -> int:
+    return sum(len(part["segment_index"]) for part in rows)
+
+
+def n_bytes(rows: Rows) -> int:
+    """Bytes of the numpy columns of ``rows``."""
+    return sum(column.nbytes for part in rows for column in part.values())
 
 
 @dataclass
 class _Pending:
     """Segment rows of one unfinished recording not yet written, as numpy columns per model
-    batch (Arrow tables are built only to write them), and the part they stream into once
-    there are many."""
+    batch (concatenated only into the Arrow table that writes them), and the part they
+    stream into once there are many."""
 
-    parts: list[Columns] = field(default_factory=list)
+    parts: Rows = field(default_factory=list)
     n_rows: int = 0
+    n_bytes: int = 0
     stream: PartStream | None = None
 
     def add(self, part: Columns) -> None:
         self.parts.append(part)
-        self.n_rows += len(part["segment_index"])
+        self.n_rows += n_rows([part])
+        self.n_bytes += n_bytes([part])
 
-    def take(self) -> Columns | None:
-        """The rows held, concatenated (None: none), and hold none."""
-        parts, self.parts, self.n_rows = self.parts, [], 0
-        return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]} if parts else None
+    def take(self) -> Rows:
+        """The rows held, and hold none."""
+        parts, self.parts, self.n_rows, self.n_bytes = self.parts, [], 0, 0
+        return parts
 
 
 @dataclass
@@ -80,11 +118,11 @@ class RowCollector:
     card: ModelCard
     run_id: str
     config_hash: str
-    spill_segments: int = SPILL_SEGMENTS
+    spill_bytes: int = SPILL_BYTES
     pending: dict[int, _Pending] = field(default_factory=dict)
-    ready: list[tuple[RecordingOutcome, Columns | None]] = field(default_factory=list)
+    ready: list[tuple[RecordingOutcome, Rows]] = field(default_factory=list)
     # finished recordings whose rows stream into a part: its last rows wait for its commit
-    streamed: list[tuple[RecordingOutcome, PartStream, Columns | None]] = field(default_factory=list)
+    streamed: list[tuple[RecordingOutcome, PartStream, Rows]] = field(default_factory=list)
     status_counts: Counter[str] = field(default_factory=Counter)
     failures: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)
@@ -93,8 +131,8 @@ class RowCollector:
     n_done: int = 0
 
     def __post_init__(self) -> None:
-        if self.spill_segments <= 0:
-            raise ValueError(f"spill_segments must be positive, got {self.spill_segments}")
+        if self.spill_bytes <= 0:
+            raise ValueError(f"spill_bytes must be positive, got {self.spill_bytes}")
 
     @cached_property
     def schema(self) -> pa.Schema:
@@ -106,14 +144,20 @@ class RowCollector:
 
     @property
     def ready_segments(self) -> int:
-        return sum(len(rows["segment_index"]) for _, rows in self.ready if rows is not None)
+        return sum(n_rows(rows) for _, rows in self.ready)
 
     @property
     def held_segments(self) -> int:
         """Segment rows in memory: finished recordings' and unfinished ones'."""
         pending = sum(rows.n_rows for rows in self.pending.values())
-        last = sum(len(rows["segment_index"]) for _, _, rows in self.streamed if rows is not None)
-        return self.ready_segments + pending + last
+        return self.ready_segments + pending + sum(n_rows(rows) for _, _, rows in self.streamed)
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes of the segment rows in memory (numpy columns), finished recordings' and unfinished ones'."""
+        pending = sum(rows.n_bytes for rows in self.pending.values())
+        finished = sum(n_bytes(rows) for _, rows in self.ready)
+        return pending + finished + sum(n_bytes(rows) for _, _, rows in self.streamed)
 
     @property
     def has_ready(self) -> bool:
@@ -137,9 +181,10 @@ class RowCollector:
             "start_sample": chunk.start_sample.numpy(),
             "end_sample": chunk.end_sample.numpy(),
             "sample_rate_hz": chunk.sample_rate_hz.numpy(),
-            "top_values": outputs.values.astype(np.float32),
-            "top_indices": outputs.indices.astype(np.int64),
-            "embedding": outputs.embeddings.astype(np.float32),
+            "top_values": outputs.values.astype(np.float32, copy=False),
+            "top_indices": outputs.indices.astype(np.int64, copy=False),
+            "embedding": outputs.embeddings.astype(np.float32, copy=False),
+            **_optional_columns(outputs),
         }
         for index in np.unique(recording):
             mask = recording == index  # indexing by a mask copies: nothing of the chunk is kept
@@ -153,7 +198,7 @@ class RowCollector:
             self.failures.append((self.refs[outcome.index].uri, outcome.error or "unknown error"))
             if rows.stream is not None:
                 rows.stream.abort()  # a failed recording leaves no rows
-            self.ready.append((outcome, None))
+            self.ready.append((outcome, []))
             return
         if outcome.status == RecordingStatus.PARTIAL:
             self.warnings.append((self.refs[outcome.index].uri, outcome.error or "cut short"))
@@ -165,7 +210,7 @@ class RowCollector:
             self.ready.append((outcome, rows.take()))
 
     def spill(self, sink: Sink) -> None:
-        """Stream the rows of each unfinished recording that holds ``spill_segments`` or more into
+        """Stream the rows of each unfinished recording that holds ``spill_bytes`` or more into
         its own part (opened on its first spill), and commit the streamed recordings that ended.
 
         A sink that cannot stream (no ``open_part``) gets whole recordings at ``commit``.
@@ -173,7 +218,7 @@ class RowCollector:
         if not isinstance(sink, StreamingSink):
             return
         for index, rows in self.pending.items():
-            if rows.n_rows >= self.spill_segments:
+            if rows.n_bytes >= self.spill_bytes:
                 if rows.stream is None:
                     rows.stream = sink.open_part(self.schema)
                 rows.stream.write(self._segments_table([(index, rows.take())]))
@@ -182,7 +227,7 @@ class RowCollector:
     def _commit_streamed(self) -> None:
         streamed, self.streamed = self.streamed, []
         for outcome, stream, rest in streamed:
-            if rest is not None:
+            if rest:
                 stream.write(self._segments_table([(outcome.index, rest)]))
             stream.commit(self._recordings_table([(outcome, None)]))
 
@@ -192,7 +237,7 @@ class RowCollector:
         if not self.ready:
             return
         ready, self.ready = self.ready, []
-        segments = self._segments_table([(o.index, rows) for o, rows in ready if rows is not None])
+        segments = self._segments_table([(o.index, rows) for o, rows in ready])
         sink.write_part(segments, self._recordings_table(ready))
 
     def commit_skipped(self, sink: Sink, unchanged: list[RecordingRef]) -> None:
@@ -228,14 +273,15 @@ class RowCollector:
         rows = [self._recording_row(self.refs[o.index], o, o.status) for o, _ in ready]
         return pa.Table.from_pylist(rows, schema=S.RECORDINGS_SCHEMA)
 
-    def _segments_table(self, items: list[tuple[int, Columns | None]]) -> pa.Table:
-        """Segment rows of recordings (by index into ``refs``) as one Arrow table."""
-        held = [(index, rows) for index, rows in items if rows is not None]
+    def _segments_table(self, items: list[tuple[int, Rows]]) -> pa.Table:
+        """Segment rows of recordings (by index into ``refs``) as one Arrow table; each column
+        is concatenated once, here."""
+        held = [(index, part) for index, rows in items for part in rows]
         if not held:
             return self.schema.empty_table()
-        cols = {key: np.concatenate([rows[key] for _, rows in held]) for key in held[0][1]}
+        cols = {key: np.concatenate([part[key] for _, part in held]) for key in held[0][1]}
         n, k = cols["top_indices"].shape
-        refs = [self.refs[index] for index, rows in held for _ in range(len(rows["segment_index"]))]
+        refs = [self.refs[index] for index, part in held for _ in range(len(part["segment_index"]))]
         rate = cols["sample_rate_hz"]
         offsets = pa.array(np.arange(0, n * k + 1, k, dtype=np.int32))
         labels = self._labels[cols["top_indices"].ravel()]
@@ -258,9 +304,30 @@ class RowCollector:
             S.EMBEDDING: pa.FixedSizeListArray.from_arrays(
                 pa.array(cols["embedding"].ravel()), cols["embedding"].shape[1]
             ),
+            **self._model_extras(cols, n),
             **{name: pa.array([value] * n) for name, value in constant.items()},
         }
         return pa.Table.from_pydict(arrays, schema=self.schema)
+
+    def _model_extras(self, cols: Columns, n: int) -> dict[str, pa.Array]:
+        """``detected`` and the AudioSet top-K, null where the model has no such output."""
+        string_list = pa.list_(pa.string())
+        extras = {
+            S.DETECTED: pa.nulls(n, string_list),
+            S.AUDIOSET_LABELS: pa.nulls(n, string_list),
+            S.AUDIOSET_SCORES: pa.nulls(n, pa.list_(pa.float32())),
+        }
+        if "detected" in cols:
+            extras[S.DETECTED] = _mask_to_lists(cols["detected"], self._labels)
+        if "audioset_indices" in cols:
+            indices = cols["audioset_indices"]
+            k = indices.shape[1]
+            offsets = pa.array(np.arange(0, n * k + 1, k, dtype=np.int32))
+            names = np.asarray(self.card.audioset_labels, dtype=object)[indices.ravel()]
+            extras[S.AUDIOSET_LABELS] = pa.ListArray.from_arrays(offsets, pa.array(names, pa.string()))
+            scores = pa.array(cols["audioset_values"].astype(np.float32).ravel())
+            extras[S.AUDIOSET_SCORES] = pa.ListArray.from_arrays(offsets, scores)
+        return extras
 
     def counts(self) -> dict[str, int]:
         """Recordings per status as the runs table counts them: a partial recording counts as

@@ -240,15 +240,16 @@ def _report_sql() -> dict[str, str]:
     sections = {
         "Runs": read_sql("text_runs"),
         "Recordings (current state)": read_sql("text_recordings"),
+        "Partial recordings (current)": read_sql("text_partial"),
         "Failures (current)": read_sql("text_failures"),
-        "Top-1 labels over the archive": read_sql("text_labels"),
+        "Detected labels over the archive": read_sql("text_labels"),
     }
     sections["Top label per recording"] = f"""
         SELECT model, uri, label, n_segments, share
         FROM ({subquery("label_counts")})
         QUALIFY row_number() OVER (PARTITION BY model, uri ORDER BY n_segments DESC, label) = 1
         ORDER BY model, uri"""
-    sections["Events (runs of one top-1 label)"] = f"""
+    sections["Events (runs of one detected label)"] = f"""
         SELECT model, label, count(*) AS n_events, count(DISTINCT uri) AS n_recordings,
             sum(end_s - start_s) AS total_s, max(end_s - start_s) AS longest_s
         FROM ({subquery("events")})
@@ -273,7 +274,7 @@ def label_counts(out: str | os.PathLike[str], filesystem: Any | None = None) -> 
     """Top-1 label counts over the archive's current segments, per model, most frequent first."""
     con = connect(out, filesystem=filesystem)
     try:
-        return fetch(con, _report_sql()["Top-1 labels over the archive"])
+        return fetch(con, _report_sql()["Detected labels over the archive"])
     finally:
         con.close()
 

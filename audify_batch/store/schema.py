@@ -45,6 +45,10 @@ END_SAMPLE = "end_sample"
 LABELS = "labels"
 CONFIDENCES = "confidences"
 EMBEDDING = "embedding"
+# Null where the model has no such output (1.x models: no thresholds, no AudioSet head).
+DETECTED = "detected"  # the labels whose score passes their class threshold; empty: nothing known
+AUDIOSET_LABELS = "audioset_labels"  # top-K of the second vocabulary (AudioSet), best first
+AUDIOSET_SCORES = "audioset_scores"
 
 # recordings
 SIZE_BYTES = "size_bytes"
@@ -95,6 +99,9 @@ def segments_schema(embedding_dim: int) -> pa.Schema:
             pa.field(LABELS, pa.list_(pa.string()), nullable=False),
             pa.field(CONFIDENCES, pa.list_(pa.float32()), nullable=False),
             pa.field(EMBEDDING, pa.list_(pa.float32(), embedding_dim), nullable=False),
+            pa.field(DETECTED, pa.list_(pa.string())),
+            pa.field(AUDIOSET_LABELS, pa.list_(pa.string())),
+            pa.field(AUDIOSET_SCORES, pa.list_(pa.float32())),
             pa.field(MODEL_NAME, pa.string(), nullable=False),
             pa.field(MODEL_VERSION, pa.string(), nullable=False),
             pa.field(CONFIG_HASH, pa.string(), nullable=False),

@@ -197,12 +197,28 @@ class ParquetSink:
         self._write(table, posixpath.join(self.folder(S.RUNS), name))
 
 
+def dictionary_columns(schema: pa.Schema, plain: Collection[str] = (S.EMBEDDING,)) -> list[str]:
+    """Parquet leaf paths of ``schema``'s columns, but those named in ``plain``.
+
+    The embedding is written without dictionary encoding: its floats are all distinct, so the
+    writer would build a dictionary page and its hash table for each row group only to drop
+    them (measured: 2.8x the pool memory of a 4 MiB 1024-d row group, and an 18% larger file).
+    """
+    nested = (pa.types.is_list, pa.types.is_large_list, pa.types.is_fixed_size_list)
+    return [
+        f"{f.name}.list.element" if any(is_(f.type) for is_ in nested) else f.name
+        for f in schema
+        if f.name not in plain
+    ]
+
+
 class PartWriter:
     """The segments file of one part, one row group per ``write``; ``commit`` then writes the
     recordings file that makes it visible, ``abort`` removes it.
 
     On local disk it is written under a temporary name and renamed at commit; on an object
-    store it is one multipart upload (no object until it completes) in bounded parts.
+    store it is one multipart upload (no object until it completes) in parts of
+    ``STREAM_BLOCK_BYTES``, the most it buffers.
     """
 
     def __init__(self, sink: ParquetSink, name: str, schema: pa.Schema) -> None:
@@ -215,7 +231,9 @@ class PartWriter:
         self._handle = sink.fs.open(
             self._target, "wb", **({} if local else {"block_size": STREAM_BLOCK_BYTES})
         )
-        self._writer = pq.ParquetWriter(self._handle, schema, compression="zstd")
+        self._writer = pq.ParquetWriter(
+            self._handle, schema, compression="zstd", use_dictionary=dictionary_columns(schema)
+        )
 
     def write(self, segments: pa.Table) -> None:
         self._writer.write_table(segments)

@@ -1,10 +1,12 @@
--- Events: runs of consecutive segments of a recording with the same top-1 label, merged into one
--- interval (gaps and islands: a missing segment_index also ends an event).
+-- Events: runs of consecutive segments of a recording where the same label is detected, merged into
+-- one interval (gaps and islands: a segment without it, or a missing segment_index, ends an event).
+-- Labels come from the `detections` view: what passes its class threshold (for a model without
+-- thresholds, its top-1 label); a segment where nothing known is heard is in no event.
 -- Parameters (DuckDB variables):
 --     uri    optional: only this recording; NULL = every recording
 --     model  optional: only this model; NULL = every model, each on its own rows
 -- CLI: SET VARIABLE uri = 'file:///archive/a.wav'; .read sql/events.sql
-WITH top1 AS (
+WITH detected AS (
     SELECT
         model,
         uri,
@@ -12,10 +14,10 @@ WITH top1 AS (
         segment_index,
         start_s,
         end_s,
-        labels[1] AS label,
-        confidences[1] AS confidence,
-        segment_index - row_number() OVER (PARTITION BY model, uri, labels[1] ORDER BY segment_index) AS island
-    FROM segments
+        label,
+        confidence,
+        segment_index - row_number() OVER (PARTITION BY model, uri, label ORDER BY segment_index) AS island
+    FROM detections
     WHERE (getvariable('uri') IS NULL OR uri = getvariable('uri'))
         AND (getvariable('model') IS NULL OR model = getvariable('model'))
 )
@@ -31,6 +33,6 @@ SELECT
     max(segment_index) AS last_segment,
     avg(confidence) AS mean_confidence,
     max(confidence) AS max_confidence
-FROM top1
+FROM detected
 GROUP BY model, uri, recording_id, label, island
 ORDER BY model, uri, start_s;

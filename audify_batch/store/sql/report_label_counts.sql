@@ -1,4 +1,5 @@
--- Run report: top-1 label counts over the archive, one model.
+-- Run report: segments per detected label over the archive, one model (a model without thresholds:
+-- its top-1 label).
 -- Variables: model.
-SELECT labels[1] AS label, count(*) AS n FROM segments
+SELECT label, count(*) AS n FROM detections
     WHERE model = getvariable('model') GROUP BY ALL ORDER BY n DESC, label;

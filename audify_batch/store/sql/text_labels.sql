@@ -1,6 +1,7 @@
--- Text report section: Top-1 labels over the archive.
-SELECT model, label, count(*) AS n_segments,
-        count(*) / sum(count(*)) OVER (PARTITION BY model) AS share,
-        count(DISTINCT uri) AS n_recordings
-    FROM labels WHERE rank = 1
-    GROUP BY model, label ORDER BY model, n_segments DESC, label;
+-- Text report section: detected labels over the archive (a model without thresholds: its top-1
+-- label); share = of the model's segments.
+SELECT d.model, d.label, count(*) AS n_segments,
+        count(*) / any_value(t.n) AS share,
+        count(DISTINCT d.uri) AS n_recordings
+    FROM detections AS d JOIN (SELECT model, count(*) AS n FROM segments GROUP BY ALL) AS t USING (model)
+    GROUP BY d.model, d.label ORDER BY d.model, n_segments DESC, d.label;

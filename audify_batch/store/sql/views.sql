@@ -24,6 +24,8 @@
 --                        a labeled row whose committed segments are fewer than its n_segments is skipped
 --     segments           the segments of the current labeled recordings, embedding as FLOAT[D]
 --     labels             one row per segment and top-K label, rank 1..K
+--     detections         one row per segment and detected label (top-1 for models without thresholds)
+--     audioset_labels    one row per segment and top-K AudioSet label (models with that head)
 --     embeddings         recording_id, uri, segment_index, model, embedding FLOAT[D]
 --
 -- Only committed rows show: a segments row counts only when the recordings part of the same file
@@ -67,11 +69,27 @@ SET VARIABLE audify_checked = CASE
         || ''' (expected runs/, recordings/ and segments/ folders with model=<name>-<version> partitions)')
 END;
 
+-- Segments parts written before `detected` and the AudioSet columns existed (audify-batch < 0.2) lack
+-- them. Where a committed part lacks them, the segments are read by name from the list of committed
+-- parts as of now (union_by_name reads every listed file's footer, so debris must not be listed):
+-- re-read this file to see later runs. Otherwise the glob is read, and new runs show up by themselves.
+SET VARIABLE audify_committed_segments = (
+    SELECT coalesce(list(file ORDER BY file), []::VARCHAR[])
+    FROM glob(getvariable('audify_out') || '/segments/model=*/part-*.parquet')
+    WHERE replace(file, getvariable('audify_out') || '/segments/', getvariable('audify_out') || '/recordings/')
+        IN (SELECT file FROM glob(getvariable('audify_out') || '/recordings/model=*/part-*.parquet'))
+);
+SET VARIABLE audify_legacy_segments = (FROM query(CASE WHEN len(getvariable('audify_committed_segments')) > 0
+    THEN $$SELECT count(*) > 0 FROM (
+            SELECT file_name FROM parquet_schema(getvariable('audify_committed_segments'))
+            GROUP BY file_name HAVING NOT bool_or(name = 'detected'))$$
+    ELSE 'SELECT false' END));
+
 SET VARIABLE audify_embedding_dim = coalesce(
     getvariable('embedding_dim')::INTEGER,
-    (FROM query(CASE WHEN getvariable('embedding_dim') IS NULL AND getvariable('audify_has_segments')
+    (FROM query(CASE WHEN getvariable('embedding_dim') IS NULL AND len(getvariable('audify_committed_segments')) > 0
         THEN $$SELECT len(embedding)::INTEGER FROM read_parquet(
-                   getvariable('audify_out') || '/segments/model=*/part-*.parquet') LIMIT 1$$
+                   getvariable('audify_committed_segments')[1]) LIMIT 1$$
         ELSE 'SELECT NULL::INTEGER' END)),
     1
 );
@@ -85,14 +103,18 @@ SET VARIABLE audify_segments_sql = CASE WHEN getvariable('audify_has_segments') 
                 || ', the views were created for $$ || getvariable('audify_embedding_dim') || $$; '
                 || 'SET VARIABLE embedding_dim = ' || len(embedding) || '; and read views.sql again')
         END AS embedding,
+        detected, audioset_labels, audioset_scores,
         model_name, model_version, config_hash, run_id, model, parse_filename(filename) AS part
-    FROM read_parquet(getvariable('audify_out') || '/segments/model=*/part-*.parquet',
+    FROM read_parquet($$ || CASE WHEN getvariable('audify_legacy_segments')
+            THEN $$getvariable('audify_committed_segments'), union_by_name = true,$$
+            ELSE $$getvariable('audify_out') || '/segments/model=*/part-*.parquet',$$ END || $$
         hive_partitioning = true, hive_types = {'model': 'VARCHAR'}, filename = true)$$
 ELSE
     $$SELECT NULL::VARCHAR AS recording_id, NULL::VARCHAR AS uri, NULL::INTEGER AS segment_index,
         NULL::DOUBLE AS start_s, NULL::DOUBLE AS end_s, NULL::BIGINT AS start_sample, NULL::BIGINT AS end_sample,
         NULL::VARCHAR[] AS labels, NULL::FLOAT[] AS confidences,
         NULL::FLOAT[$$ || getvariable('audify_embedding_dim') || $$] AS embedding,
+        NULL::VARCHAR[] AS detected, NULL::VARCHAR[] AS audioset_labels, NULL::FLOAT[] AS audioset_scores,
         NULL::VARCHAR AS model_name, NULL::VARCHAR AS model_version, NULL::VARCHAR AS config_hash,
         NULL::VARCHAR AS run_id, NULL::VARCHAR AS model, NULL::VARCHAR AS part
     WHERE false$$
@@ -181,7 +203,8 @@ QUALIFY row_number() OVER (PARTITION BY model, uri ORDER BY finished_at DESC, ru
 
 CREATE OR REPLACE VIEW segments AS
 SELECT s.model, s.uri, s.recording_id, s.segment_index, s.start_s, s.end_s, s.start_sample, s.end_sample,
-    s.labels, s.confidences, s.embedding, s.run_id, s.model_name, s.model_version, s.config_hash
+    s.labels, s.confidences, s.embedding, s.detected, s.audioset_labels, s.audioset_scores,
+    s.run_id, s.model_name, s.model_version, s.config_hash
 FROM audify_segment_rows AS s
 JOIN recordings AS r
     ON s.model = r.model AND s.uri = r.uri AND s.recording_id = r.recording_id
@@ -195,6 +218,24 @@ SELECT recording_id, uri, segment_index, start_s, end_s,
     unnest(confidences) AS confidence,
     model
 FROM segments;
+
+-- What the model says is there: for a model with per-class thresholds, its `detected` labels (none when
+-- nothing known is heard; `known` false); for a 1.x model (no thresholds), its top-1 label.
+CREATE OR REPLACE VIEW detections AS
+SELECT recording_id, uri, segment_index, start_s, end_s, label, confidences[list_position(labels, label)] AS confidence,
+    detected IS NOT NULL AS thresholded, model
+FROM (
+    SELECT *, unnest(coalesce(detected, labels[1:1])) AS label FROM segments
+);
+
+CREATE OR REPLACE VIEW audioset_labels AS
+SELECT recording_id, uri, segment_index, start_s, end_s,
+    generate_subscripts(audioset_labels, 1) AS rank,
+    unnest(audioset_labels) AS label,
+    unnest(audioset_scores) AS score,
+    model
+FROM segments
+WHERE audioset_labels IS NOT NULL;
 
 CREATE OR REPLACE VIEW embeddings AS
 SELECT recording_id, uri, segment_index, model, embedding

@@ -66,7 +66,8 @@ def label_bar_png(counts: QueryResult, limit: int) -> bytes:
     fig = Figure(figsize=(9, 0.32 * len(shown) + 1))
     ax = fig.add_subplot()
     ax.barh([s[0] for s in reversed(shown)], [s[1] for s in reversed(shown)], color="#1f77b4")
-    ax.set(xlabel="segments (top-1 label)", title="label distribution over the archive")
+    xlabel = "segments (detected label; top-1 for models without thresholds)"
+    ax.set(xlabel=xlabel, title="label distribution over the archive")
     return figure_png(fig)
 
 
@@ -83,7 +84,7 @@ def per_recording_png(rows: QueryResult, uris: list[str], labels: list[str]) -> 
     ax.set_xticks(range(len(labels) + 1), [*labels, "other"], rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(len(uris)), [os.path.basename(u) for u in uris], fontsize=8)
     fig.colorbar(image, ax=ax, label="share of the recording's segments")
-    ax.set_title("top-1 labels per recording")
+    ax.set_title("detected labels per recording (share of its segments)")
     return figure_png(fig)
 
 
@@ -100,7 +101,8 @@ def timeline_png(
             ax.barh(row, end_s - start_s, left=start_s, height=0.8, color=colour, alpha=alpha, lw=0)
     ax.set_yticks(range(len(uris)), [os.path.basename(u) for u in uris], fontsize=8)
     ax.invert_yaxis()
-    ax.set(xlabel="time in recording (s)", title="timeline: top-1 label, opacity = confidence")
+    title = "timeline: detected labels, opacity = confidence; gaps: nothing known"
+    ax.set(xlabel="time in recording (s)", title=title)
     handles = [Patch(color=c, label=lab) for lab, c in colours.items()]
     ax.legend(handles=handles, fontsize=7, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.25))
     return figure_png(fig)

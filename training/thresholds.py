@@ -27,10 +27,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from audify_batch.ingest.audio_io import read_mono
 from audify_batch.model.checkpoint import ModelCard, load_checkpoint, save_checkpoint
 from audify_batch.model.inference import Precision, score_batch
 from audify_batch.model.network import Network
+from training.data import clip_waveform
+from training.yamnet_features import YAMNET_RATE
 
 FIT_SEED = 1  # the open-set benchmark (bench/bench_open_set.py) uses seed 0
 RECALL_QUANTILES = (0.01, 0.02, 0.04, 0.06, 0.08, 0.10)
@@ -137,18 +138,13 @@ def score_waveforms(
     return sum(parts[1:], parts[0])
 
 
-def _five_seconds(path: Path, sample_rate_hz: int = 16_000) -> np.ndarray:
-    samples = read_mono(path, sample_rate_hz)[: 5 * sample_rate_hz]
-    return np.pad(samples, (0, 5 * sample_rate_hz - len(samples))).astype(np.float32)
-
-
 def negative_waveforms(seed: int) -> np.ndarray:
     """The generated open set built with ``seed``, as waveforms."""
     from bench.open_set import build_open_set
 
     with tempfile.TemporaryDirectory() as tmp:
         items = build_open_set(Path(tmp) / "open-set", seed=seed)
-        return np.stack([_five_seconds(item.path) for item in items])
+        return np.stack([clip_waveform(item.path, YAMNET_RATE, 5.0) for item in items])
 
 
 def abstain_set(pos: Scored, neg: Scored, labels: tuple[str, ...], min_score: float) -> tuple[str, ...]:

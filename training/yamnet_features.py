@@ -14,11 +14,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from audify_batch.model.features import FrontendConfig
 from audify_batch.model.yamnet_classifier import YamnetNet
-from training.data import Clip
+from training.data import Clip, clip_waveform
 
 SAMPLE_RATE_HZ = 16_000
 SEGMENT_SAMPLES = 80_000  # 5 s
+YAMNET_RATE = FrontendConfig(sample_rate_hz=SAMPLE_RATE_HZ)  # only its rate is read
 
 
 @dataclass(frozen=True)
@@ -68,10 +70,5 @@ def trunk_features(
 
 def load_waveforms(clips: tuple[Clip, ...]) -> np.ndarray:
     """Every clip at 16 kHz, padded or cut to 5 s, through the pipeline's decoder and resampler."""
-    from audify_batch.ingest.audio_io import read_mono
-
-    def one(clip: Clip) -> np.ndarray:
-        samples = read_mono(clip.path, SAMPLE_RATE_HZ)[:SEGMENT_SAMPLES]
-        return np.pad(samples, (0, SEGMENT_SAMPLES - len(samples))).astype(np.float32)
-
-    return np.stack([one(clip) for clip in clips])
+    segment_s = SEGMENT_SAMPLES / SAMPLE_RATE_HZ
+    return np.stack([clip_waveform(clip.path, YAMNET_RATE, segment_s) for clip in clips])

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from audify_batch.cli.main import main
+from audify_batch.ingest.loader import quiet_hangups
 from audify_batch.model.inference import TorchModel
 from audify_batch.records import RunInterrupted
 from audify_batch.run.config import LabelConfig
@@ -125,3 +126,13 @@ def test_disk_full_is_one_line_and_the_next_run_resumes(
     monkeypatch.setattr(ParquetSink, "write_part", real)
     assert main(argv) == 0
     assert run_sql(str(out), "SELECT count(DISTINCT uri) FROM segments").rows == ((6,),)
+
+
+def test_a_worker_says_nothing_when_the_run_hangs_up_mid_handover(capsys: pytest.CaptureFixture[str]) -> None:
+    """The hook ``init_worker`` installs: a closed connection (Ctrl-C in the run while a worker's
+    resource_sharer thread hands over a chunk) prints nothing; any other error prints as usual."""
+    for hangup in (EOFError(), BrokenPipeError(), ConnectionResetError()):
+        quiet_hangups(type(hangup), hangup, None)
+    assert capsys.readouterr().err == ""
+    quiet_hangups(ValueError, ValueError("a real bug"), None)
+    assert "ValueError: a real bug" in capsys.readouterr().err

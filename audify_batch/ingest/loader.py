@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from types import TracebackType
 from typing import Any, TypedDict
 
 import numpy as np
@@ -344,4 +346,19 @@ def init_worker(_worker_id: int) -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked while the run forked us
+    sys.excepthook = quiet_hangups
     torch.set_num_threads(1)
+
+
+def quiet_hangups(kind: type[BaseException], error: BaseException, tb: TracebackType | None) -> None:
+    """A worker's excepthook: say nothing when the run hangs up on it mid-handover.
+
+    A chunk's shared-memory buffer reaches the run as a file descriptor, which the worker's
+    ``multiprocessing.resource_sharer`` thread hands over on request. When Ctrl-C stops the run
+    between its request and the handover, that thread sees the connection close and would print
+    a traceback under the run's one-line message. The run has abandoned that chunk; nothing is
+    lost. Every other error is printed as Python would.
+    """
+    if issubclass(kind, EOFError | ConnectionError):
+        return
+    sys.__excepthook__(kind, error, tb)

@@ -27,6 +27,9 @@
 --     detections         one row per segment and detected label (top-1 for models without thresholds)
 --     audioset_labels    one row per segment and top-K AudioSet label (models with that head)
 --     embeddings         recording_id, uri, segment_index, model, embedding FLOAT[D]
+--     annotation_history every reviewer verdict (annotations/part-*.parquet, append-only)
+--     annotations        the latest verdict per (model, recording_id, segment_index, label), with
+--                        segment_id 'RECORDING_ID:SEGMENT_INDEX'; verdict 'present' or 'absent'
 --
 -- Only committed rows show: a segments row counts only when the recordings part of the same file
 -- name exists and holds the current labeled row of its recording (same model, uri, recording_id and
@@ -61,6 +64,9 @@ SET VARIABLE audify_has_recordings = (
 );
 SET VARIABLE audify_has_segments = (
     SELECT count(*) > 0 FROM glob(getvariable('audify_out') || '/segments/model=*/part-*.parquet')
+);
+SET VARIABLE audify_has_annotations = (
+    SELECT count(*) > 0 FROM glob(getvariable('audify_out') || '/annotations/part-*.parquet')
 );
 SET VARIABLE audify_checked = CASE
     WHEN getvariable('audify_has_runs') OR getvariable('audify_has_recordings') OR getvariable('audify_has_segments')
@@ -240,3 +246,29 @@ WHERE audioset_labels IS NOT NULL;
 CREATE OR REPLACE VIEW embeddings AS
 SELECT recording_id, uri, segment_index, model, embedding
 FROM segments;
+
+-- Reviewers' verdicts (store/annotations.py writes them: one file per acknowledged batch, never edited).
+SET VARIABLE audify_annotations_sql = CASE WHEN getvariable('audify_has_annotations') THEN
+    $$SELECT annotation_id, model, recording_id, segment_index, uri, start_s, end_s, label, verdict,
+        annotator, annotated_at
+    FROM read_parquet(getvariable('audify_out') || '/annotations/part-*.parquet')$$
+ELSE
+    $$SELECT NULL::VARCHAR AS annotation_id, NULL::VARCHAR AS model, NULL::VARCHAR AS recording_id,
+        NULL::INTEGER AS segment_index, NULL::VARCHAR AS uri, NULL::DOUBLE AS start_s, NULL::DOUBLE AS end_s,
+        NULL::VARCHAR AS label, NULL::VARCHAR AS verdict, NULL::VARCHAR AS annotator,
+        NULL::TIMESTAMPTZ AS annotated_at
+    WHERE false$$
+END;
+
+CREATE OR REPLACE VIEW annotation_history AS
+SELECT *, recording_id || ':' || segment_index AS segment_id
+FROM query(getvariable('audify_annotations_sql'));
+
+-- The verdict that counts: the latest per segment and label (ties: the larger annotation_id).
+CREATE OR REPLACE VIEW annotations AS
+SELECT model, segment_id, recording_id, segment_index, uri, start_s, end_s, label, verdict, annotator,
+    annotated_at, count(*) OVER (PARTITION BY model, recording_id, segment_index, label) AS n_verdicts
+FROM annotation_history
+QUALIFY row_number() OVER (
+    PARTITION BY model, recording_id, segment_index, label ORDER BY annotated_at DESC, annotation_id DESC
+) = 1;

@@ -40,9 +40,17 @@ def test_training_learns_the_synthetic_classes_and_touches_only_the_tuned_parts(
     tuned_before = net.tuned[0].pointwise.weight.clone()
     views, targets = _synthetic_views()
     recipe = YamnetRecipe(
-        tuned_blocks=1, esc_activation=activation, epochs=15, batch_size=8, head_lr=3e-3, block_lr=1e-4,
-        mixup_alpha=0.2, time_masks=1, time_mask_frames=1, n_views=2,
-    )  # fmt: skip
+        tuned_blocks=1,
+        esc_activation=activation,
+        epochs=15,
+        batch_size=8,
+        head_lr=3e-3,
+        block_lr=1e-4,
+        mixup_alpha=0.2,
+        time_masks=1,
+        time_mask_frames=1,
+        n_views=2,
+    )
     train_esc_branch(net, views, targets, recipe, N_CLASSES)
     logits = predict_esc_logits(net, views[0])
     assert (logits.argmax(1) == targets).float().mean() == 1.0

@@ -310,8 +310,8 @@ def check(tflite: Path, weights: Path) -> None:
     fixture = np.load(FIXTURE)
     waves = fixture_waveforms(fixture)
     scores, features = run_tflite(interpreter, waves)
-    print(f"{len(waves)} patches; fresh TFLite run vs stored fixture: max |diff| "
-          f"{np.abs(scores - fixture['tflite_scores'].astype(np.float32)).max():.4f}")  # fmt: skip
+    drift = np.abs(scores - fixture["tflite_scores"].astype(np.float32)).max()
+    print(f"{len(waves)} patches; fresh TFLite run vs stored fixture: max |diff| {drift:.4f}")
     fp32 = Yamnet().eval()
     fp32.load_state_dict(convert(interpreter))
     with torch.inference_mode():

@@ -146,6 +146,45 @@ def test_the_streamed_part_writes_the_embedding_without_a_dictionary(tmp_path: P
     assert set(dictionary_columns(collector.schema)) == set(encodings) - {"embedding.list.element"}
 
 
+def test_a_buffered_part_writes_the_embedding_without_a_dictionary(tmp_path: Path) -> None:
+    """Short recordings are committed together in one write_part: same encodings as a streamed part."""
+    card = card_of_width(64)
+    sink = ParquetSink(str(tmp_path / "out"), card.name, card.version, "run-1")
+    rng = np.random.default_rng(0)
+    schema = S.segments_schema(64)
+    segments = pa.table(
+        {
+            S.RECORDING_ID: ["r"] * 50,
+            S.URI: ["file:///r.wav"] * 50,
+            S.SEGMENT_INDEX: pa.array(range(50), pa.int32()),
+            S.START_S: [5.0 * i for i in range(50)],
+            S.END_S: [5.0 * i + 5 for i in range(50)],
+            S.START_SAMPLE: [0] * 50,
+            S.END_SAMPLE: [1] * 50,
+            S.LABELS: [["dog", "rain"]] * 50,
+            S.CONFIDENCES: [[0.5, 0.25]] * 50,
+            S.EMBEDDING: list(rng.standard_normal((50, 64)).astype(np.float32)),
+            S.DETECTED: [["dog"]] * 50,
+            S.AUDIOSET_LABELS: [None] * 50,
+            S.AUDIOSET_SCORES: [None] * 50,
+            S.MODEL_NAME: [card.name] * 50,
+            S.MODEL_VERSION: [card.version] * 50,
+            S.CONFIG_HASH: ["h"] * 50,
+            S.RUN_ID: ["run-1"] * 50,
+        },
+        schema=schema,
+    )
+    sink.write_part(segments, S.RECORDINGS_SCHEMA.empty_table())
+
+    (path,) = (tmp_path / "out" / S.SEGMENTS).glob("model=*/part-*.parquet")
+    column = pq.read_metadata(path).row_group(0)
+    encodings = {
+        column.column(i).path_in_schema: column.column(i).encodings for i in range(column.num_columns)
+    }
+    assert "RLE_DICTIONARY" not in encodings["embedding.list.element"]
+    assert "RLE_DICTIONARY" in encodings["labels.list.element"]
+
+
 # A run with a tiny spill budget streams every recording into its own part, one row group per
 # batch: into an S3 OUT (one multipart upload per part) it gives the rows a local OUT gets.
 

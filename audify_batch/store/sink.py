@@ -175,7 +175,8 @@ class ParquetSink:
             self.guard()
         name = self._next_part_name()
         if segments.num_rows:
-            self._write(segments, posixpath.join(self.folder(S.SEGMENTS), name))
+            path = posixpath.join(self.folder(S.SEGMENTS), name)
+            write_parquet_atomic(self.fs, segments, path, use_dictionary=dictionary_columns(segments.schema))
         self._write(recordings, posixpath.join(self.folder(S.RECORDINGS), name))
         return name
 

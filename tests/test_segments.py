@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import itertools
+import tracemalloc
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from audify_batch.ingest.segments import LastWindow, Segment, plan_segments
+from audify_batch.ingest.segments import LastWindow, Segment, plan_segments, segment_plan
 
 
 @st.composite
@@ -103,3 +104,28 @@ def test_a_few_milliseconds_of_tail_are_not_a_segment() -> None:
     assert [(s.start_sample, s.end_sample) for s in segments] == [(0, 220_500)]
     assert len(plan_segments(220_941, 220_500, 220_500, LastWindow.PAD, 0)) == 2
     assert plan_segments(100, 220_500, 220_500, LastWindow.PAD, 44_100) == [Segment(0, 0, 100)]
+
+
+@given(plans(), st.sampled_from(list(LastWindow)), st.integers(min_value=0, max_value=300_000))
+def test_the_lazy_plan_knows_its_length_without_making_its_segments(
+    plan: tuple[int, int, int], last_window: LastWindow, min_last: int
+) -> None:
+    n, window, hop = plan
+    lazy = segment_plan(n, window, hop, last_window, min(min_last, window))
+    assert (
+        len(lazy) == len(list(lazy)) == len(plan_segments(n, window, hop, last_window, min(min_last, window)))
+    )
+
+
+def test_a_thousand_hour_plan_holds_no_segment_list() -> None:
+    """A worker plans each recording before decoding it: the plan must not grow with its length."""
+    rate_hz = 48_000
+    tracemalloc.start()
+    try:
+        lazy = segment_plan(1000 * 3600 * rate_hz, 5 * rate_hz, rate_hz)  # 1 s hop: 3.6 M segments
+        _, peak_bytes = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(lazy) == 1000 * 3600 - 5 + 1 and peak_bytes < 64 << 10
+    first, second = itertools.islice(lazy, 2)
+    assert (first, second) == (Segment(0, 0, 5 * rate_hz), Segment(1, rate_hz, 6 * rate_hz))

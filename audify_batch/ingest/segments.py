@@ -78,9 +78,9 @@ class SegmentGrid:
         """One window at the model rate."""
         return seconds_to_samples(self.segment_s, self.model_rate_hz)
 
-    def plan(self, n_frames: int, sample_rate_hz: int) -> list[Segment]:
-        """The segments of a recording of ``n_frames`` frames at ``sample_rate_hz``."""
-        return plan_segments(
+    def plan(self, n_frames: int, sample_rate_hz: int) -> SegmentPlan:
+        """The segments of a recording of ``n_frames`` frames at ``sample_rate_hz``, made lazily."""
+        return segment_plan(
             n_frames,
             seconds_to_samples(self.segment_s, sample_rate_hz),
             seconds_to_samples(self.hop_s, sample_rate_hz),
@@ -106,6 +106,50 @@ class Segment:
         return self.end_sample / sample_rate_hz
 
 
+@dataclass(frozen=True)
+class SegmentPlan:
+    """The segments of one recording, made one at a time: O(1) memory however long it is.
+
+    ``n_full`` windows every ``hop_samples`` from 0, then the shorter ``last`` segment if any.
+    """
+
+    n_full: int
+    window_samples: int
+    hop_samples: int
+    last: Segment | None
+
+    def __len__(self) -> int:
+        return self.n_full + (self.last is not None)
+
+    def __iter__(self) -> Iterator[Segment]:
+        hop, window = self.hop_samples, self.window_samples
+        for i in range(self.n_full):
+            yield Segment(i, i * hop, i * hop + window)
+        if self.last is not None:
+            yield self.last
+
+
+def segment_plan(
+    n_samples: int,
+    window_samples: int,
+    hop_samples: int,
+    last_window: LastWindow = LastWindow.PAD,
+    min_last_samples: int = 0,
+) -> SegmentPlan:
+    """All segments of a recording of ``n_samples`` samples, lazily."""
+    if n_samples < 0 or min_last_samples < 0:
+        raise ValueError(f"n_samples and min_last_samples must be >= 0, got {n_samples}, {min_last_samples}")
+    if window_samples <= 0 or not 0 < hop_samples <= window_samples:
+        raise ValueError("need window_samples > 0 and 0 < hop_samples <= window_samples")
+    n_full = 0 if n_samples < window_samples else (n_samples - window_samples) // hop_samples + 1
+    covered = (n_full - 1) * hop_samples + window_samples if n_full else 0
+    long_enough = n_full == 0 or n_samples - covered >= max(1, min_last_samples)
+    last = None
+    if last_window is LastWindow.PAD and covered < n_samples and long_enough:
+        last = Segment(n_full, n_full * hop_samples, n_samples)
+    return SegmentPlan(n_full, window_samples, hop_samples, last)
+
+
 def plan_segments(
     n_samples: int,
     window_samples: int,
@@ -113,19 +157,8 @@ def plan_segments(
     last_window: LastWindow = LastWindow.PAD,
     min_last_samples: int = 0,
 ) -> list[Segment]:
-    """All segments of a recording of ``n_samples`` samples."""
-    if n_samples < 0 or min_last_samples < 0:
-        raise ValueError(f"n_samples and min_last_samples must be >= 0, got {n_samples}, {min_last_samples}")
-    if window_samples <= 0 or not 0 < hop_samples <= window_samples:
-        raise ValueError("need window_samples > 0 and 0 < hop_samples <= window_samples")
-    n_full = 0 if n_samples < window_samples else (n_samples - window_samples) // hop_samples + 1
-    segments = [Segment(i, i * hop_samples, i * hop_samples + window_samples) for i in range(n_full)]
-    covered = segments[-1].end_sample if segments else 0
-    long_enough = n_full == 0 or n_samples - covered >= max(1, min_last_samples)
-    if last_window is LastWindow.PAD and covered < n_samples and long_enough:
-        start = n_full * hop_samples
-        segments.append(Segment(n_full, start, n_samples))
-    return segments
+    """All segments of a recording of ``n_samples`` samples, as a list."""
+    return list(segment_plan(n_samples, window_samples, hop_samples, last_window, min_last_samples))
 
 
 def seconds_to_samples(seconds: float, sample_rate_hz: int) -> int:
@@ -134,7 +167,7 @@ def seconds_to_samples(seconds: float, sample_rate_hz: int) -> int:
 
 
 def segment_audio(
-    blocks: Iterable[np.ndarray], segments: list[Segment], source_hz: int, model_hz: int, window: int
+    blocks: Iterable[np.ndarray], segments: Iterable[Segment], source_hz: int, model_hz: int, window: int
 ) -> Iterator[tuple[Segment, np.ndarray]]:
     """Cut model-rate blocks into the planned segments, each padded to a full window.
 

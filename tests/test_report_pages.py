@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +12,7 @@ import torch
 
 from audify_batch.cli.main import main
 from audify_batch.model.checkpoint import load_checkpoint
-from audify_batch.model.inference import Precision, predict_batch
+from audify_batch.model.inference import Precision, predict_batch, resolve_precision
 from audify_batch.report.explain import explain_window, read_window, segment_start_s
 from audify_batch.report.run_report import ReportLimits, html_report
 from audify_batch.run.config import LabelConfig
@@ -66,6 +68,25 @@ def test_report_has_every_section_and_summarises_what_it_cuts(labeled: tuple[Pat
         f"{audio_s / 3600:.2f} h of audio." in html
     )
     assert f"Failures ({failed})" in html
+
+
+def test_report_links_segment_ids_and_says_what_the_run_used(labeled: tuple[Path, Path]) -> None:
+    _, out = labeled
+    html = html_report(out, segment_url=lambda i: f"segments/{i}?model=tiny-fake-0.1")
+
+    # Every segment (18, fewer than a queue's 20 rows) in both review queues, linked by its id.
+    links = re.findall(r'<td><a href="segments/([^"?]+)\?model=tiny-fake-0\.1">([^<]+)</a></td>', html)
+    ids = run_sql(str(out), "SELECT recording_id || ':' || segment_index FROM segments").rows
+    assert all(target == text for target, text in links) and len(links) == 2 * len(ids) == 36
+    assert {target for target, _ in links} == {i for (i,) in ids}
+    # The runs row records what the run used beside what was asked; the report shows it first.
+    (config_json,) = run_sql(str(out), "SELECT config_json FROM runs").rows[0]
+    used = json.loads(config_json)["used"]
+    precision = resolve_precision(Precision.AUTO, torch.device("cpu")).value
+    threads = used.pop("torch_threads")
+    assert used == {"device": "cpu", "precision": precision, "workers": 0} and threads >= 1
+    line = f"used: device cpu, {precision}, 0 workers (decoding in the main process), {threads} thread"
+    assert line in html and html.index(line) < html.index("asked:")
 
 
 def test_explanation_maps_line_up_with_the_spectrogram(tiny_model_dir: Path, tmp_path: Path) -> None:

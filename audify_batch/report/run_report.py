@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,11 @@ from typing import Any
 import duckdb
 import numpy as np
 from fsspec.core import url_to_fs
-from matplotlib import colormaps
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch
 
 from audify_batch.fs import is_local
-from audify_batch.report.html import esc, figure_png, img, page, table
+from audify_batch.report.html import Link, esc, figure_png, format_value, img, page, table
+from audify_batch.report.timeline import label_colours, timeline_png
 from audify_batch.store.query import (
     QueryResult,
     connect,
@@ -34,6 +34,7 @@ from audify_batch.store.query import (
 )
 
 REPORTS = "reports"  # OUT/reports/<run_id>.html, written by the flows
+SegmentUrl = Callable[[str], str]  # a segment id (RECORDING_ID:SEGMENT_INDEX) -> the URL of its page
 
 
 @dataclass(frozen=True)
@@ -51,11 +52,6 @@ DEFAULT_LIMITS = ReportLimits()
 def _q(con: duckdb.DuckDBPyConnection, name: str, model: str, **params: Any) -> QueryResult:
     """Run ``sql/report_<name>.sql`` for ``model``."""
     return fetch(con, read_sql(f"report_{name}"), {"model": model, **params})
-
-
-def label_colours(labels: list[str]) -> dict[str, Any]:
-    cmap = colormaps["tab20"]
-    return {label: cmap(i % 20) for i, label in enumerate(labels)}
 
 
 def label_bar_png(counts: QueryResult, limit: int) -> bytes:
@@ -88,26 +84,6 @@ def per_recording_png(rows: QueryResult, uris: list[str], labels: list[str]) -> 
     return figure_png(fig)
 
 
-def timeline_png(
-    con: duckdb.DuckDBPyConnection, model: str, uris: list[str], colours: dict[str, Any]
-) -> bytes:
-    fig = Figure(figsize=(11, 0.5 * len(uris) + 1.6))
-    ax = fig.add_subplot()
-    for row, uri in enumerate(uris):
-        segs = fetch(con, read_sql("report_timeline"), {"uri": uri, "model": model}).rows
-        for start_s, end_s, label, conf in segs:
-            colour = colours.get(label, (0.5, 0.5, 0.5, 1.0))
-            alpha = 0.25 + 0.75 * conf
-            ax.barh(row, end_s - start_s, left=start_s, height=0.8, color=colour, alpha=alpha, lw=0)
-    ax.set_yticks(range(len(uris)), [os.path.basename(u) for u in uris], fontsize=8)
-    ax.invert_yaxis()
-    title = "timeline: detected labels, opacity = confidence; gaps: nothing known"
-    ax.set(xlabel="time in recording (s)", title=title)
-    handles = [Patch(color=c, label=lab) for lab, c in colours.items()]
-    ax.legend(handles=handles, fontsize=7, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.25))
-    return figure_png(fig)
-
-
 def confidence_png(bins: QueryResult) -> bytes:
     """Histogram of top-1 confidence from 40 bins counted in DuckDB."""
     counts = np.zeros(40)
@@ -133,14 +109,39 @@ def _provenance(con: duckdb.DuckDBPyConnection, model: str, limits: ReportLimits
     runs = _q(con, "runs", model)
     totals = _q(con, "totals", model).records()[0]
     config = _q(con, "latest_config", model).rows
-    settings = json.dumps(json.loads(config[0][0]), indent=1, sort_keys=True) if config else "{}"
     partial = f" ({totals['partial']} partial: cut short)" if totals["partial"] else ""
+    audio_h = format_value("audio_h", float(totals["audio_h"]))
     return (
         f"<p>model <code>{esc(model)}</code>: {totals['labeled']} recordings labeled{partial}, "
-        f"{totals['failed']} failed, {totals['segments']} segments, {totals['audio_h']:.2f} h of audio.</p>"
+        f"{totals['failed']} failed, {totals['segments']} segments, {audio_h} h of audio.</p>"
         + table(runs.columns, runs.rows[: limits.review], len(runs.rows) - limits.review)
-        + f"<p class='note'>settings of the latest run:</p><pre>{esc(settings)}</pre>"
+        + settings_html(config[0][0] if config else None)
     )
+
+
+def settings_html(config_json: str | None) -> str:
+    """The latest run's settings: first what it used (device, precision, workers, threads), then
+    what was asked. Runs before the ``used`` record show what was asked only."""
+    settings = json.loads(config_json) if config_json else {}
+    used = settings.pop("used", None)
+    asked = json.dumps(settings, indent=1, sort_keys=True)
+    if isinstance(used, dict):
+        workers = used["workers"]
+        used_line = (
+            f"used: device {used['device']}, {used['precision']}, "
+            f"{_count(workers, 'worker')}{' (decoding in the main process)' if workers == 0 else ''}, "
+            f"{_count(used['torch_threads'], 'thread')}"
+        )
+    else:
+        used_line = "used: not recorded (the run predates that record)"
+    return (
+        f"<p class='note'>settings of the latest run</p><p class='used'>{esc(used_line)}</p>"
+        f"<p class='note'>asked:</p><pre>{esc(asked)}</pre>"
+    )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def html_report(
@@ -148,18 +149,25 @@ def html_report(
     model: str | None = None,
     limits: ReportLimits = DEFAULT_LIMITS,
     filesystem: Any | None = None,
+    segment_url: SegmentUrl | None = None,
 ) -> str:
-    """The whole report as one HTML string (``filesystem``: an fsspec filesystem for a remote OUT)."""
+    """The whole report as one HTML string (``filesystem``: an fsspec filesystem for a remote OUT).
+
+    ``segment_url``: where a review queue's segment id links to (the review app's segment page,
+    e.g. ``lambda id: f"segments/{id}?model={model}"``); None: the ids as plain text.
+    """
     con = connect(out, filesystem=filesystem)
     try:
         latest = fetch(con, read_sql("report_latest_model")).rows
         model = model or (latest[0][0] if latest else "")
-        return page(f"audify report: {normalize_out(out)}", _body(con, model, limits))
+        return page(f"audify report: {normalize_out(out)}", _body(con, model, limits, segment_url))
     finally:
         con.close()
 
 
-def _body(con: duckdb.DuckDBPyConnection, model: str, limits: ReportLimits) -> str:
+def _body(
+    con: duckdb.DuckDBPyConnection, model: str, limits: ReportLimits, segment_url: SegmentUrl | None
+) -> str:
     counts = _q(con, "label_counts", model)
     if not counts.rows:
         return (
@@ -188,10 +196,12 @@ def _body(con: duckdb.DuckDBPyConnection, model: str, limits: ReportLimits) -> s
         table(events.columns, events.rows, more_events),
         "<h2>Confidence</h2>",
         img(confidences, "confidence histogram"),
-        "<h2>Review queue</h2><h3>Least confident segments</h3>",
-        _table(_q(con, "least_confident", model, n=limits.review)),
+        "<h2>Review queue</h2>",
+        '<p class="note">segment_id: what <code>audify explain OUT --segment ID</code> takes</p>',
+        "<h3>Least confident segments</h3>",
+        review_table(_q(con, "least_confident", model, n=limits.review), segment_url),
         "<h3>Close calls: top two labels nearly tied</h3>",
-        _table(_q(con, "close_calls", model, n=limits.review)),
+        review_table(_q(con, "close_calls", model, n=limits.review), segment_url),
         _partial(con, model, limits),
         _failures(con, model, limits),
     ]
@@ -200,6 +210,15 @@ def _body(con: duckdb.DuckDBPyConnection, model: str, limits: ReportLimits) -> s
 
 def _table(result: QueryResult, more: int = 0) -> str:
     return table(result.columns, result.rows, more)
+
+
+def review_table(result: QueryResult, segment_url: SegmentUrl | None) -> str:
+    """A review queue; each segment_id links to ``segment_url(id)`` when given."""
+    if segment_url is None:
+        return _table(result)
+    i = result.columns.index("segment_id")
+    rows = [(*row[:i], Link(row[i], segment_url(row[i])), *row[i + 1 :]) for row in result.rows]
+    return table(result.columns, rows)
 
 
 def _partial(con: duckdb.DuckDBPyConnection, model: str, limits: ReportLimits) -> str:

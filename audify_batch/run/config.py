@@ -67,6 +67,16 @@ class RuntimeConfig:
 
 
 @dataclass(frozen=True)
+class UsedRuntime:
+    """What a run resolved ``RuntimeConfig`` to; its runs row records it under ``used`` in config_json."""
+
+    device: str  # cpu, cuda or cuda:N
+    precision: str  # fp32 or bf16, never auto
+    workers: int  # DataLoader workers; 0: decoding in the main process
+    torch_threads: int
+
+
+@dataclass(frozen=True)
 class RetryConfig:
     """Re-reads of a recording on transient storage errors, with doubling backoff."""
 

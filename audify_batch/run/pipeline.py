@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from multiprocessing import resource_tracker
 from pathlib import Path
@@ -31,7 +31,7 @@ from audify_batch.model.checkpoint import ModelCard
 from audify_batch.model.inference import Precision, TorchModel
 from audify_batch.records import Progress, RunInterrupted, RunSummary
 from audify_batch.run.batches import attach_lease
-from audify_batch.run.config import LabelConfig, OutputConfig
+from audify_batch.run.config import LabelConfig, OutputConfig, UsedRuntime
 from audify_batch.run.manifest import read_manifest_slice
 from audify_batch.run.ports import Model, Sink
 from audify_batch.run.rows import RowCollector
@@ -74,6 +74,11 @@ def choose_workers(config: LabelConfig, device: torch.device) -> int:
     return max(1, min(8, cores - 1)) if device.type == "cuda" else max(2, cores // 2)
 
 
+def loader_workers(config: LabelConfig, device: torch.device, n_recordings: int) -> int:
+    """The DataLoader's workers: ``choose_workers``, never more than the recordings to decode."""
+    return min(choose_workers(config, device), max(1, n_recordings))
+
+
 def config_hash(card: ModelCard, config: LabelConfig, precision: Precision) -> str:
     """Hash of everything that changes the output rows for a recording."""
     grid = config.segmenting.grid(card.segment_s, card.frontend.sample_rate_hz)
@@ -94,12 +99,15 @@ def new_run_id() -> str:
 
 def _run_row(run: _Run, status: str, collector: RowCollector | None) -> dict[str, Any]:
     counts = collector.counts() if collector else {}
+    settings = run.config.public_dict()  # what was asked; "used": what the run resolved it to
+    if run.used is not None:
+        settings["used"] = asdict(run.used)
     return {
         S.RUN_ID: run.run_id,
         S.STARTED_AT: run.started_at,
         S.FINISHED_AT: datetime.now(UTC) if status != S.RUN_RUNNING else None,
         S.RUN_STATUS: status,
-        S.CONFIG_JSON: json.dumps(run.config.public_dict(), sort_keys=True),
+        S.CONFIG_JSON: json.dumps(settings, sort_keys=True),
         S.CONFIG_HASH: run.config_hash,
         S.MODEL_NAME: run.card.name,
         S.MODEL_VERSION: run.card.version,
@@ -120,6 +128,7 @@ class _Run:
     run_id: str
     config_hash: str
     n_recordings: int = 0
+    used: UsedRuntime | None = None
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     started_clock: float = field(default_factory=time.perf_counter)
 
@@ -168,7 +177,7 @@ def make_loader(
     dataset = SegmentDataset(
         refs, grid, config.runtime.batch_size, config.storage_options, config.retry.policy()
     )
-    workers = min(choose_workers(config, device), max(1, len(refs)))
+    workers = loader_workers(config, device, len(refs))
     return DataLoader(
         dataset,
         batch_size=None,
@@ -303,6 +312,8 @@ def _label_archive(
     refs = find_recordings(config)
     todo, unchanged = split_new(refs, sink, run.config_hash, config.storage_options)
     run.n_recordings = len(refs)
+    workers = loader_workers(config, device, len(todo))
+    run.used = UsedRuntime(str(device), model.precision.value, workers, torch.get_num_threads())
     collector = RowCollector(refs=todo, card=card, run_id=run.run_id, config_hash=run.config_hash)
     sink.write_run(_run_row(run, S.RUN_RUNNING, None))
     try:

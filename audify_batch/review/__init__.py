@@ -1,0 +1,1 @@
+"""What reviewed segments teach: exports, calibration, custom heads."""

@@ -1,0 +1,1 @@
+"""The review desk (``audify serve``): browse OUT, listen to segments, record verdicts."""

@@ -21,7 +21,9 @@ ALLOWED: dict[str, set[str]] = {
     "store": set(),
     "run": {"ingest", "model", "store"},
     "report": {"ingest", "model", "store"},
-    "cli": {"ingest", "model", "store", "run", "report"},
+    "review": {"ingest", "model", "store"},
+    "app": {"ingest", "model", "store", "report", "review"},
+    "cli": {"ingest", "model", "store", "run", "report", "review", "app"},
     "orchestration": {"ingest", "model", "store", "run", "report"},
 }
 

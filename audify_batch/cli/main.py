@@ -15,6 +15,7 @@ import torch
 from audify_batch import __version__
 from audify_batch.cli.console import EXIT_ERROR, EXIT_INTERRUPTED, first_line, os_error_line, print_lines
 from audify_batch.cli.explain import add_explain_parser, run_explain
+from audify_batch.cli.export import add_export_parser, run_export
 from audify_batch.cli.label import (
     MODEL_DEFAULT,
     MODEL_HELP,
@@ -23,6 +24,8 @@ from audify_batch.cli.label import (
     run_label,
     segmenting_from_args,
 )
+from audify_batch.cli.review import add_review_parsers, run_calibrate, run_head
+from audify_batch.cli.serve import add_serve_parser, run_serve
 from audify_batch.ingest.audio_io import AudioDecodeError
 from audify_batch.ingest.sources import SourceError
 from audify_batch.model.checkpoint import CheckpointError, load_checkpoint
@@ -86,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--html", type=Path, help="write a self-contained HTML report to this file")
     report.add_argument("--model", help="model partition (name-version); default: of the latest run")
     add_explain_parser(commands)
+    add_serve_parser(commands)
+    add_export_parser(commands)
+    add_review_parsers(commands)
     return parser
 
 
@@ -165,6 +171,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "query": run_query,
         "report": run_report,
         "explain": run_explain,
+        "serve": run_serve,
+        "export": run_export,
+        "calibrate": run_calibrate,
+        "head": run_head,
     }
     try:
         return commands[args.command](args)

@@ -1,0 +1,27 @@
+-- Calibration: each reviewed segment of one label with the score it was given, and whether the
+-- reviewer said the label is there. The verdict is the latest one (the annotations view); the
+-- segment must still be current with the same span (a relabeled recording's old verdicts, on
+-- other windows, do not count).
+-- The score is the model's confidence of the label (0 where it is not among the segment's top-K),
+-- or, with `head` set, that custom head's score (head_scores view; segments it never scored: none),
+-- rounded to 7 decimals: the float32 score 0.9 is 0.9 here, not 0.8999999761581421.
+-- Variables: model, label, head (NULL: the model's confidences).
+WITH reviewed AS (
+    SELECT a.segment_id, a.recording_id, a.segment_index, a.verdict = 'present' AS present, s.labels, s.confidences
+    FROM annotations AS a
+    JOIN segments AS s
+        ON s.model = a.model AND s.recording_id = a.recording_id AND s.segment_index = a.segment_index
+        AND abs(s.start_s - a.start_s) < 1e-6
+    WHERE a.model = getvariable('model') AND a.label = getvariable('label')
+)
+SELECT r.segment_id, r.present,
+    round(CASE WHEN getvariable('head') IS NULL
+        THEN coalesce(r.confidences[list_position(r.labels, getvariable('label'))], 0)::DOUBLE
+        ELSE h.score::DOUBLE
+    END, 7) AS score
+FROM reviewed AS r
+LEFT JOIN (
+    FROM head_scores WHERE model = getvariable('model') AND head = getvariable('head')
+) AS h ON h.recording_id = r.recording_id AND h.segment_index = r.segment_index
+WHERE getvariable('head') IS NULL OR h.score IS NOT NULL
+ORDER BY score, r.segment_id;

@@ -1,0 +1,50 @@
+-- Custom heads (`audify head train`): the training segments of one label in one model, without
+-- embeddings, ordered by (recording_id, segment_index). Reviewed: every current segment whose
+-- latest verdict on the label (the annotations view) is about its span, with that verdict's id
+-- (`present` true or false). Presumed negative (annotation_id NULL): current segments without a
+-- verdict on the label, drawn in an order fixed by `seed`, `presumed_per_positive` per present
+-- verdict and at most `max_presumed`.
+-- Variables: model, label, presumed_per_positive, max_presumed, seed.
+WITH verdicts AS (
+    SELECT a.recording_id, a.segment_index, a.start_s, a.verdict = 'present' AS present, h.annotation_id
+    FROM annotations AS a
+    JOIN annotation_history AS h
+        USING (model, recording_id, segment_index, label, verdict, annotated_at)
+    WHERE a.model = getvariable('model') AND a.label = getvariable('label')
+    QUALIFY row_number() OVER (
+        PARTITION BY a.recording_id, a.segment_index ORDER BY h.annotation_id DESC
+    ) = 1
+),
+current AS (
+    SELECT recording_id, segment_index, start_s, model_name, model_version
+    FROM segments
+    WHERE model = getvariable('model')
+),
+reviewed AS (
+    SELECT c.recording_id, c.segment_index, v.present, v.annotation_id, c.model_name, c.model_version
+    FROM verdicts AS v
+    JOIN current AS c
+        ON c.recording_id = v.recording_id AND c.segment_index = v.segment_index
+        AND abs(c.start_s - v.start_s) < 1e-6
+),
+presumed AS (
+    SELECT c.recording_id, c.segment_index, false AS present, NULL::VARCHAR AS annotation_id,
+        c.model_name, c.model_version,
+        row_number() OVER (
+            ORDER BY hash(c.recording_id, c.segment_index, getvariable('seed')), c.recording_id, c.segment_index
+        ) AS draw
+    FROM current AS c
+    ANTI JOIN (
+        FROM annotations WHERE model = getvariable('model') AND label = getvariable('label')
+    ) AS a ON a.recording_id = c.recording_id AND a.segment_index = c.segment_index
+)
+SELECT * FROM (
+    FROM reviewed
+    UNION ALL
+    SELECT * EXCLUDE (draw) FROM presumed
+    WHERE draw <= (
+        SELECT least(count(*) * getvariable('presumed_per_positive'), getvariable('max_presumed'))
+        FROM reviewed WHERE present
+    )
+)
+ORDER BY recording_id, segment_index;

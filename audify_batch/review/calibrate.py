@@ -25,7 +25,7 @@ import duckdb
 from fsspec.core import url_to_fs
 
 from audify_batch.model.checkpoint import ModelCard
-from audify_batch.review.heads import ensure_head_scores_view, resolve_model
+from audify_batch.review.heads import resolve_model
 from audify_batch.store.query import fetch_file, normalize_out
 
 WILSON_Z = 1.959963984540054  # two-sided 95 %
@@ -149,9 +149,7 @@ def lowest_threshold(
 def reviewed_scores(
     con: duckdb.DuckDBPyConnection, model: str, label: str, head: str | None = None
 ) -> list[ReviewedScore]:
-    """The reviewed segments of ``label`` in ``model`` with their scores (``head``: that custom head's;
-    the connection then needs the head_scores view: ``review.heads.connect_with_heads``)."""
-    ensure_head_scores_view(con)
+    """The reviewed segments of ``label`` in ``model`` with their scores (``head``: that custom head's)."""
     rows = fetch_file(con, "calibration_scores", {"model": model, "label": label, "head": head}).rows
     return [ReviewedScore(segment_id, float(score), bool(present)) for segment_id, present, score in rows]
 
@@ -175,7 +173,6 @@ def calibrate(
     if bins <= 0:
         raise ValueError(f"--bins must be positive, got {bins}")
     model = resolve_model(con, label, model)
-    ensure_head_scores_view(con)
     known = fetch_file(con, "calibration_known", {"model": model, "label": label, "head": head}).rows
     if not known[0][0]:
         if head is not None:

@@ -40,7 +40,7 @@ from audify_batch.review.head_fit import (
     fit_logistic,
 )
 from audify_batch.store import schema as S
-from audify_batch.store.query import connect, fetch, fetch_file, normalize_out, read_sql, set_params
+from audify_batch.store.query import connect, fetch_file, normalize_out, read_sql, set_params
 
 HEADS = "heads"  # folder under OUT
 HEAD_FORMAT = "audify-head"
@@ -188,25 +188,11 @@ def _safetensors_metadata(data: bytes) -> dict[str, str]:
     return dict(header.get("__metadata__", {}))
 
 
-def ensure_head_scores_view(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the ``head_scores`` view (``sql/head_scores.sql``) on a connection of ``connect``
-    unless it is there already (views.sql may define it one day)."""
-    exists = fetch(con, "SELECT count(*) FROM duckdb_views() WHERE view_name = 'head_scores'").rows[0][0]
-    if not exists:
-        con.execute(read_sql("head_scores"))
-
-
 def connect_with_heads(
     out: str | os.PathLike[str], embedding_dim: int | None = None, filesystem: Any | None = None
 ) -> duckdb.DuckDBPyConnection:
-    """``store.query.connect`` plus the ``head_scores`` view of the custom heads' scores."""
-    con = connect(out, embedding_dim=embedding_dim, filesystem=filesystem)
-    try:
-        ensure_head_scores_view(con)
-    except BaseException:
-        con.close()
-        raise
-    return con
+    """``store.query.connect``: its views include ``head_scores`` now (kept while callers move)."""
+    return connect(out, embedding_dim=embedding_dim, filesystem=filesystem)
 
 
 def resolve_model(con: duckdb.DuckDBPyConnection, label: str, model: str | None) -> str:

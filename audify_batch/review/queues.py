@@ -20,7 +20,6 @@ from dataclasses import dataclass
 import duckdb
 
 from audify_batch.model.checkpoint import ModelCard
-from audify_batch.review.heads import ensure_head_scores_view
 from audify_batch.store.query import QueryResult, fetch, fetch_file
 
 MAX_QUEUE = 10_000
@@ -87,7 +86,6 @@ def stratified_queue(
     _check_n(n)
     if not 0 < bins <= 100:
         raise ValueError(f"bins must be 1 to 100, got {bins}")
-    ensure_head_scores_view(con)
     params = {"model": model, "label": label, "head": head, "n": n, "bins": bins, "seed": seed}
     return _items(fetch_file(con, "queue_stratified", params))
 

@@ -6,14 +6,9 @@
 -- verdict and at most `max_presumed`.
 -- Variables: model, label, presumed_per_positive, max_presumed, seed.
 WITH verdicts AS (
-    SELECT a.recording_id, a.segment_index, a.start_s, a.verdict = 'present' AS present, h.annotation_id
-    FROM annotations AS a
-    JOIN annotation_history AS h
-        USING (model, recording_id, segment_index, label, verdict, annotated_at)
-    WHERE a.model = getvariable('model') AND a.label = getvariable('label')
-    QUALIFY row_number() OVER (
-        PARTITION BY a.recording_id, a.segment_index ORDER BY h.annotation_id DESC
-    ) = 1
+    SELECT recording_id, segment_index, start_s, verdict = 'present' AS present, annotation_id
+    FROM annotations
+    WHERE model = getvariable('model') AND label = getvariable('label')
 ),
 current AS (
     SELECT recording_id, segment_index, start_s, model_name, model_version

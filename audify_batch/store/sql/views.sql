@@ -30,6 +30,9 @@
 --     annotation_history every reviewer verdict (annotations/part-*.parquet, append-only)
 --     annotations        the latest verdict per (model, recording_id, segment_index, label), with
 --                        segment_id 'RECORDING_ID:SEGMENT_INDEX'; verdict 'present' or 'absent'
+--     head_scores        one row per segment a custom head scored (the latest committed apply of
+--                        each head): model, recording_id, segment_index, uri, start_s, end_s, run_id,
+--                        head, score, head_version
 --
 -- Only committed rows show: a segments row counts only when the recordings part of the same file
 -- name exists and holds the current labeled row of its recording (same model, uri, recording_id and
@@ -267,8 +270,40 @@ FROM query(getvariable('audify_annotations_sql'));
 -- The verdict that counts: the latest per segment and label (ties: the larger annotation_id).
 CREATE OR REPLACE VIEW annotations AS
 SELECT model, segment_id, recording_id, segment_index, uri, start_s, end_s, label, verdict, annotator,
-    annotated_at, count(*) OVER (PARTITION BY model, recording_id, segment_index, label) AS n_verdicts
+    annotated_at, annotation_id, count(*) OVER (PARTITION BY model, recording_id, segment_index, label) AS n_verdicts
 FROM annotation_history
 QUALIFY row_number() OVER (
     PARTITION BY model, recording_id, segment_index, label ORDER BY annotated_at DESC, annotation_id DESC
 ) = 1;
+
+-- Custom heads' scores (`audify head apply`, review/head_apply.py). An apply writes
+-- OUT/head_scores/head=<NAME>/part-<apply_id>-<seq>.parquet, then the marker commit-<apply_id>.json,
+-- then removes the files of older applies of that head: only the latest committed apply of each head
+-- shows, so a reader never sees two applies mixed or a half-written one.
+SET VARIABLE audify_has_head_scores = (
+    SELECT count(*) > 0 FROM glob(getvariable('audify_out') || '/head_scores/head=*/part-*.parquet')
+);
+
+SET VARIABLE audify_head_scores_sql = CASE WHEN getvariable('audify_has_head_scores') THEN
+    $$SELECT model, recording_id, segment_index, uri, start_s, end_s, run_id, head, score, head_version
+    FROM read_parquet(getvariable('audify_out') || '/head_scores/head=*/part-*.parquet',
+        hive_partitioning = false, filename = true)
+    WHERE filename IN (
+        SELECT p.file
+        FROM glob(getvariable('audify_out') || '/head_scores/head=*/part-*.parquet') AS p
+        JOIN (
+            SELECT regexp_extract(file, '/head=([^/]+)/commit-', 1) AS folder,
+                max(regexp_extract(file, '/commit-([^/]+)\.json$', 1)) AS apply_id
+            FROM glob(getvariable('audify_out') || '/head_scores/head=*/commit-*.json')
+            GROUP BY folder
+        ) AS c
+            ON regexp_extract(p.file, '/head=([^/]+)/part-', 1) = c.folder
+            AND regexp_extract(p.file, '/part-([^/]+)-[0-9]+\.parquet$', 1) = c.apply_id)$$
+ELSE
+    $$SELECT NULL::VARCHAR AS model, NULL::VARCHAR AS recording_id, NULL::INTEGER AS segment_index,
+        NULL::VARCHAR AS uri, NULL::DOUBLE AS start_s, NULL::DOUBLE AS end_s, NULL::VARCHAR AS run_id,
+        NULL::VARCHAR AS head, NULL::FLOAT AS score, NULL::VARCHAR AS head_version
+    WHERE false$$
+END;
+
+CREATE OR REPLACE VIEW head_scores AS FROM query(getvariable('audify_head_scores_sql'));

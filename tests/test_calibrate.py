@@ -12,14 +12,13 @@ import pytest
 
 from audify_batch.cli.main import main
 from audify_batch.model.checkpoint import read_card, resolve_model_dir
+from audify_batch.model.thresholds_file import apply_thresholds, read_thresholds
 from audify_batch.review.calibrate import (
     ReviewedScore,
-    apply_thresholds,
     calibrate,
     default_thresholds_path,
     lowest_threshold,
     precision_bins,
-    read_thresholds,
     save_threshold,
     wilson_interval,
 )

@@ -35,6 +35,7 @@ def add_label_parser(commands: Any) -> None:
     label.add_argument("source", help="a folder, glob, list file (.txt/.lst/.list) or file; local or s3://")
     label.add_argument("--out", required=True, help="output root (local folder or s3://bucket/prefix)")
     label.add_argument("--model", default=MODEL_DEFAULT, help=MODEL_HELP)
+    add_thresholds_argument(label)
     add_segmenting_arguments(label)
     label.add_argument("--top-k", type=int, default=OutputConfig.top_k, help="labels kept per segment")
     label.add_argument(
@@ -58,6 +59,15 @@ def add_label_parser(commands: Any) -> None:
         help="seconds to wait for an OUT in use by another run (0: fail at once)",
     )
     label.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def add_thresholds_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--thresholds",
+        metavar="FILE",
+        help="calibrated thresholds (audify calibrate --save): replace the model's own for the labels "
+        "the file names, in `detected`",
+    )
 
 
 def add_segmenting_arguments(parser: argparse.ArgumentParser) -> None:
@@ -96,6 +106,7 @@ def config_from_args(args: argparse.Namespace) -> LabelConfig:
             device=args.device,
             precision=Precision(args.precision),
             lease_wait_s=args.wait_s,
+            thresholds_file=args.thresholds,
         ),
     )
 

@@ -21,6 +21,7 @@ from audify_batch.cli.label import (
     MODEL_HELP,
     add_label_parser,
     add_segmenting_arguments,
+    add_thresholds_argument,
     run_label,
     segmenting_from_args,
 )
@@ -35,6 +36,7 @@ from audify_batch.model.inference import (
     classify_file,
     prepare_for_inference,
 )
+from audify_batch.model.thresholds_file import apply_thresholds
 from audify_batch.report.run_report import html_report
 from audify_batch.store.query import format_table, run_sql, text_report
 
@@ -76,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_segmenting_arguments(classify)
     classify.add_argument("--model", default=MODEL_DEFAULT, help=MODEL_HELP)
+    add_thresholds_argument(classify)
     classify.add_argument(
         "--precision", choices=[p.value for p in Precision], default="auto", help="fp32, bf16, or auto"
     )
@@ -140,6 +143,8 @@ def format_prediction(prediction: SegmentPrediction) -> str:
 
 def run_classify(args: argparse.Namespace) -> int:
     model, card = load_checkpoint(args.model)
+    if args.thresholds is not None:
+        card = apply_thresholds(card, args.thresholds)
     model = prepare_for_inference(model, torch.device("cpu"))
     predictions = classify_file(
         model,

@@ -11,7 +11,6 @@ into a model card (the per-class thresholds its ``detected`` labels use).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -24,14 +23,17 @@ from typing import Any
 import duckdb
 from fsspec.core import url_to_fs
 
-from audify_batch.model.checkpoint import ModelCard
+from audify_batch.model.thresholds_file import (
+    THRESHOLDS_FORMAT,
+    THRESHOLDS_VERSION,
+    read_json,
+    read_thresholds,
+)
 from audify_batch.review.heads import resolve_model
 from audify_batch.store.query import fetch_file, normalize_out
 
 WILSON_Z = 1.959963984540054  # two-sided 95 %
 MIN_REVIEWS = 10  # reviewed segments at or above a threshold before it is trusted
-THRESHOLDS_FORMAT = "audify-thresholds"
-THRESHOLDS_VERSION = 1
 CALIBRATION_DIR = "calibration"  # folder under OUT of the default thresholds file
 
 
@@ -230,30 +232,6 @@ def default_thresholds_path(out: str | os.PathLike[str], model: str) -> str:
     return posixpath.join(normalize_out(out), CALIBRATION_DIR, f"thresholds-{model}.json")
 
 
-def _read_json(path: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any] | None:
-    fs, local = url_to_fs(path, **(storage_options or {}))
-    if not fs.exists(local):
-        return None
-    with fs.open(local, "r", encoding="utf-8") as handle:
-        data = json.load(handle)
-    return data if isinstance(data, dict) else {}
-
-
-def read_thresholds(path: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A thresholds file, checked: its format, version and model."""
-    data = _read_json(path, storage_options)
-    if data is None:
-        raise FileNotFoundError(f"no thresholds file {path}")
-    if data.get("format") != THRESHOLDS_FORMAT or data.get("version") != THRESHOLDS_VERSION:
-        raise ValueError(
-            f"{path} is not an {THRESHOLDS_FORMAT} file of version {THRESHOLDS_VERSION} "
-            f"(format {data.get('format')!r}, version {data.get('version')!r})"
-        )
-    if not isinstance(data.get("model"), str) or not isinstance(data.get("thresholds"), dict):
-        raise ValueError(f"{path}: a thresholds file names its model and holds a 'thresholds' object")
-    return data
-
-
 def save_threshold(
     path: str, calibration: Calibration, storage_options: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -262,7 +240,7 @@ def save_threshold(
     c, t = calibration, calibration.threshold
     if t is None:
         raise ValueError(f"no threshold to save for {c.label!r}: {c.reason}")
-    existing = _read_json(path, storage_options)
+    existing = read_json(path, storage_options)
     data = read_thresholds(path, storage_options) if existing is not None else None
     if data is not None and data["model"] != c.model:
         raise ValueError(f"{path} holds thresholds of model {data['model']}, not {c.model}")
@@ -283,22 +261,3 @@ def save_threshold(
     with fs.open(local, "w", encoding="utf-8") as handle:
         handle.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
     return data
-
-
-def apply_thresholds(card: ModelCard, path: str, storage_options: dict[str, Any] | None = None) -> ModelCard:
-    """``card`` with its per-class thresholds replaced, for the labels the thresholds file names
-    (what its ``detected`` labels then use); the other labels keep theirs."""
-    data = read_thresholds(path, storage_options)
-    model = f"{card.name}-{card.version}"
-    if data["model"] != model:
-        raise ValueError(f"{path} holds thresholds of model {data['model']}, not {model}")
-    if not card.thresholds:
-        raise ValueError(
-            f"model {model} has no per-class thresholds (it names its top-1 label): nothing to replace"
-        )
-    unknown = sorted(set(data["thresholds"]) - set(card.labels))
-    if unknown:
-        raise ValueError(f"{path} names labels model {model} lacks: {', '.join(unknown[:5])}")
-    given = {label: float(entry["threshold"]) for label, entry in data["thresholds"].items()}
-    thresholds = tuple(given.get(label, old) for label, old in zip(card.labels, card.thresholds, strict=True))
-    return dataclasses.replace(card, thresholds=thresholds)

@@ -50,6 +50,9 @@ class RuntimeConfig:
     precision: Precision = Precision.AUTO
     worker_start: str | None = None  # fork, forkserver or spawn; None: fork unless threads run
     lease_wait_s: float = 0.0  # OUT held by another live run: wait this long for it, then fail
+    # A calibrated thresholds file (audify calibrate): replaces the card's per-class thresholds of
+    # the labels it names, for `detected`; None: the card's own.
+    thresholds_file: str | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size <= 0:

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from multiprocessing import resource_tracker
 from pathlib import Path
@@ -29,6 +29,7 @@ from audify_batch.ingest.loader import SegmentChunk, SegmentDataset, init_worker
 from audify_batch.ingest.sources import RecordingRef, discover_all, fingerprint, modified_between
 from audify_batch.model.checkpoint import ModelCard
 from audify_batch.model.inference import Precision, TorchModel
+from audify_batch.model.thresholds_file import apply_thresholds
 from audify_batch.records import Progress, RunInterrupted, RunSummary
 from audify_batch.run.batches import attach_lease
 from audify_batch.run.config import LabelConfig, OutputConfig, UsedRuntime
@@ -82,7 +83,7 @@ def loader_workers(config: LabelConfig, device: torch.device, n_recordings: int)
 def config_hash(card: ModelCard, config: LabelConfig, precision: Precision) -> str:
     """Hash of everything that changes the output rows for a recording."""
     grid = config.segmenting.grid(card.segment_s, card.frontend.sample_rate_hz)
-    keyed = {
+    keyed: dict[str, Any] = {
         "model": [card.name, card.version, card.weights_sha256],
         "hop_s": grid.hop_s,
         "last_window": grid.last_window.value,
@@ -90,6 +91,8 @@ def config_hash(card: ModelCard, config: LabelConfig, precision: Precision) -> s
         "top_k": config.output.top_k,
         "precision": precision.value,
     }
+    if config.runtime.thresholds_file is not None:  # other thresholds, other `detected` labels
+        keyed["thresholds"] = list(card.thresholds)
     return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -303,6 +306,9 @@ def _label_archive(
     if device.type == "cpu":
         torch.set_num_threads(runtime.threads or _cpu_count())
     model = TorchModel.load(Path(runtime.model_dir), device, runtime.precision)
+    if runtime.thresholds_file is not None:
+        calibrated = apply_thresholds(model.card, runtime.thresholds_file, config.storage_options)
+        model = replace(model, card=calibrated)
     card = model.card
     if config.output.top_k > len(card.labels):
         raise ValueError(f"--top-k {config.output.top_k} is more than the model's {len(card.labels)} labels")

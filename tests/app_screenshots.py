@@ -1,8 +1,10 @@
 """Screenshots of the review desk for the README (not a test).
 
-Builds three one-minute "recordings" from ESC-50 clips (../shared/data, see the README), labels
-them with the default model, serves the desk over that output and takes screenshots of its main
-pages with headless Chromium into ``docs/app-*.png``::
+Builds four one-minute "recordings" from ESC-50 clips (../shared/data, see the README), labels
+them with the default model, has a reviewer check every segment for "dog" and for "animal" (a
+class of one's own; the clips say which is there), trains and applies a custom head for
+"animal", serves the desk over that output and takes screenshots of its main pages, the
+calibration of "dog" among them, with headless Chromium into ``docs/app-*.png``::
 
     .venv/bin/python -m tests.app_screenshots
 """
@@ -19,6 +21,8 @@ import numpy as np
 import soundfile as sf
 
 from audify_batch.app.server import AppSettings, create_app
+from audify_batch.review.head_apply import apply_head
+from audify_batch.review.heads import save_head, train_head
 from audify_batch.run.config import LabelConfig
 from audify_batch.run.pipeline import label_archive
 from audify_batch.store.annotations import Annotation, AnnotationWriter, Verdict
@@ -70,7 +74,11 @@ SCENES = {
         "pouring_water",
         "clock_alarm",
     ],
+    "kennel.flac": ["dog", "dog", "cat", "dog", "dog", "rooster", "dog", "dog", "cow", "dog", "dog", "dog"],
 }
+CALIBRATED = "dog"
+# A class of one's own (the ESC-50 labels lack it): ESC-50's animal classes, for a custom head.
+ANIMALS = frozenset({"dog", "rooster", "pig", "cow", "frog", "cat", "hen", "insects", "sheep", "crow"})
 
 
 def build_archive(root: Path) -> Path:
@@ -114,6 +122,18 @@ def add_verdicts(out: Path, model: str, segment: str) -> None:
     )
 
 
+def review_every_segment(out: Path, model: str, label: str, classes: frozenset[str]) -> None:
+    """A verdict on ``label`` for every segment: present where its clip is of one of ``classes``
+    (each 5-second segment is one clip)."""
+    rows = run_sql(str(out), "SELECT recording_id, uri, segment_index, start_s, end_s FROM segments").rows
+    verdicts = []
+    for rid, uri, index, start_s, end_s in rows:
+        scene = SCENES[uri.rsplit("/", 1)[-1]]
+        verdict = Verdict.PRESENT if index < len(scene) and scene[index] in classes else Verdict.ABSENT
+        verdicts.append(Annotation(model, f"{rid}:{index}", uri, start_s, end_s, label, verdict, "ana"))
+    AnnotationWriter(str(out)).append(verdicts)
+
+
 def shoot(driver: Any, url: str, png: Path, height: int, settle: str | None = None) -> None:
     driver.set_window_size(1280, height)
     driver.get(url)
@@ -134,6 +154,10 @@ def main() -> int:
             0
         ][0]
         add_verdicts(out, model, f"{garden}:1")
+        review_every_segment(out, model, CALIBRATED, frozenset({CALIBRATED}))
+        review_every_segment(out, model, "animal", ANIMALS)
+        save_head(out, train_head(out, "animal"))
+        apply_head(out, "animal")
         app = create_app(AppSettings(out=str(out), model="default", annotator="ana"))
         ready = (  # the audio, the first figures (Grad-CAM the 4th) and the similar segments
             "return document.getElementById('player').readyState >= 1 && Array.prototype.slice.call("
@@ -151,6 +175,7 @@ def main() -> int:
                 ready,
             )
             shoot(driver, f"{base}/queues/near-tie", DOCS / "app-queue.png", 1000)
+            shoot(driver, f"{base}/calibrate?label={CALIBRATED}", DOCS / "app-calibrate.png", 1250)
     return 0
 
 

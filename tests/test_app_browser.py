@@ -1,8 +1,9 @@
 """The review desk in a real browser: Debian's headless Chromium driven by selenium over the real server.
 
 A reviewer opens a segment of a filtered list, plays it, and presses keys: ``c`` marks the shown
-label correct and the page moves on to the next segment; ``o`` names another label. Each verdict
-must be in the ``annotations`` view, and no page may log a console error.
+label correct and the page moves on to the next segment; ``o`` names another label; ``w`` on a
+page asked about a label of the reviewer's own records it absent. Each verdict must be in the
+``annotations`` view; the calibration page's button saves a threshold; no page may log a console error.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from fastapi import FastAPI
 
 from audify_batch.app.server import AppSettings, create_app
 from audify_batch.cli.serve import bind
+from audify_batch.review.calibrate import default_thresholds_path, read_thresholds
+from audify_batch.store.annotations import Annotation, AnnotationWriter, Verdict
 from audify_batch.store.query import run_sql
 from tests.test_app import label_small_archive
 
@@ -176,7 +179,16 @@ def test_main_pages_load_without_console_errors(desk: tuple[str, Path], driver: 
     from selenium.webdriver.common.by import By
 
     base, _ = desk
-    for path in ("/", "/segments?uri=noise", "/queues", "/queues/uncertain", "/queues/near-tie", "/report"):
+    pages = (
+        "/",
+        "/segments?uri=noise",
+        "/queues",
+        "/queues/uncertain",
+        "/queues/near-tie",
+        "/report",
+        "/calibrate",
+    )
+    for path in pages:
         driver.get(base + path)
         wait_for(lambda: driver.execute_script("return document.readyState") == "complete", f"{path} to load")
         assert driver.find_elements(By.TAG_NAME, "h1"), path
@@ -196,4 +208,43 @@ def test_main_pages_load_without_console_errors(desk: tuple[str, Path], driver: 
             ),
             "a figure",
         )
+    assert severe(driver) == []
+
+
+def test_w_on_a_label_of_ones_own(desk: tuple[str, Path], driver: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    base, out = desk
+    segment = long_segments(out)[20]
+    driver.get(f"{base}/segments/{segment}?label=tawny%20owl")
+    wait_for_segment(driver, segment)
+    assert driver.find_element(By.ID, "shown-label").text == "tawny owl"
+    driver.find_element(By.TAG_NAME, "body").send_keys("w")
+    wait_for(lambda: verdicts(out, segment) == [("tawny owl", "absent", "browser")], "the verdict")
+    assert severe(driver) == []
+
+
+def test_the_calibration_page_saves_its_threshold(desk: tuple[str, Path], driver: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    base, out = desk
+    rows = run_sql(
+        str(out),
+        "SELECT recording_id || ':' || segment_index, uri, start_s, end_s, model FROM segments "
+        "WHERE uri LIKE '%long.wav' AND segment_index BETWEEN 30 AND 41",
+    ).rows
+    AnnotationWriter(str(out)).append(
+        [
+            Annotation(m, sid, uri, start_s, end_s, "rain", Verdict.PRESENT)
+            for sid, uri, start_s, end_s, m in rows
+        ]
+    )
+    driver.get(f"{base}/calibrate?label=rain")
+    button = wait_for(lambda: driver.find_elements(By.ID, "save-threshold"), "the save button")[0]
+    button.click()
+    path = default_thresholds_path(out, rows[0][4])
+    wait_for(lambda: Path(path).exists(), "the thresholds file")
+    ((n_reviewed,),) = run_sql(str(out), "SELECT count(*) FROM annotations WHERE label = 'rain'").rows
+    assert read_thresholds(path)["thresholds"]["rain"]["n_reviewed"] == n_reviewed >= 12
+    wait_for(lambda: "saved: threshold" in driver.find_element(By.ID, "saved").text, "the page to show it")
     assert severe(driver) == []

@@ -9,16 +9,15 @@ when created, whether OUT has annotations at all) and is never shared between th
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from typing import Any
 
 import duckdb
 
-from audify_batch.review import queues
-from audify_batch.review.queues import QueueItem
-from audify_batch.store.annotations import parse_segment_id
+from audify_batch.review.heads import check_head_name
+from audify_batch.store.annotations import clean_label, parse_segment_id
 from audify_batch.store.query import QueryResult, connect, fetch, fetch_file, subquery
 
 PAGE_SIZE = 50
@@ -27,6 +26,7 @@ SIMILAR_LIMIT = 20
 MAX_FILTER_CHARS = 200
 QUEUE_KINDS = ("uncertain", "near-tie", "label")
 WALK_KINDS = ("list", *QUEUE_KINDS)
+HIGH_HEAD_SCORE = 0.5  # a custom head's segments "at or above" this are its likely hits
 
 
 @contextmanager
@@ -38,15 +38,15 @@ def open_db(out: str, filesystem: Any | None = None) -> Iterator[duckdb.DuckDBPy
         con.close()
 
 
-def _text(params: Mapping[str, str], name: str) -> str | None:
+def text_param(params: Mapping[str, str], name: str) -> str | None:
     value = params.get(name, "").strip()
     if len(value) > MAX_FILTER_CHARS:
         raise ValueError(f"{name}: at most {MAX_FILTER_CHARS} characters")
     return value or None
 
 
-def _number(params: Mapping[str, str], name: str) -> float | None:
-    text = _text(params, name)
+def number_param(params: Mapping[str, str], name: str) -> float | None:
+    text = text_param(params, name)
     if text is None:
         return None
     try:
@@ -71,13 +71,23 @@ class SegmentFilter:
     min_start_s: float | None = None
     max_start_s: float | None = None
     run_id: str | None = None
+    head: str | None = None  # a custom head: the segments it scored, highest first
+    min_head_score: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.head is not None:
+            check_head_name(self.head)
+        elif self.min_head_score is not None:
+            raise ValueError("min_head_score goes with head (a custom head's name)")
 
     @classmethod
     def from_params(cls, params: Mapping[str, str]) -> SegmentFilter:
         """From a query string; a bad number or an over-long value is a ``ValueError``."""
         values: dict[str, Any] = {}
         for f in fields(cls):
-            values[f.name] = _number(params, f.name) if f.type == "float | None" else _text(params, f.name)
+            values[f.name] = (
+                number_param(params, f.name) if f.type == "float | None" else text_param(params, f.name)
+            )
         return cls(**values)
 
     def params(self) -> dict[str, Any]:
@@ -91,37 +101,77 @@ class SegmentFilter:
         ]
 
 
+def label_param(params: Mapping[str, str]) -> str | None:
+    """``?label=``: a label as verdicts store it (a new class is fine), or None."""
+    text = text_param(params, "label")
+    return None if text is None else clean_label(text)
+
+
 @dataclass(frozen=True)
 class Walk:
-    """A list a reviewer walks through segment by segment: the filtered table or a review queue."""
+    """A list a reviewer walks through segment by segment: the filtered table or a review queue.
+
+    A label queue samples ``label``'s segments over the model's confidence of it, or over custom
+    head ``head``'s scores, or (``seed``: a segment id) walks the segments most like ``seed``.
+    """
 
     kind: str
     filters: SegmentFilter = SegmentFilter()
     label: str | None = None  # the label of a label queue
+    head: str | None = None
+    seed: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in WALK_KINDS:
             raise ValueError(f"unknown list {self.kind!r}: one of {', '.join(WALK_KINDS)}")
         if self.kind == "label" and not self.label:
             raise ValueError("a label queue needs ?label=")
+        if self.label is not None:
+            clean_label(self.label)
+        if (self.head or self.seed) and self.kind != "label":
+            raise ValueError("head and seed go with a label queue")
+        if self.head and self.seed:
+            raise ValueError("a label queue follows a head's scores or a seed segment, not both")
+        if self.head:
+            check_head_name(self.head)
+        if self.seed:
+            parse_segment_id(self.seed)
 
     @classmethod
     def from_params(cls, params: Mapping[str, str]) -> Walk | None:
         """The walk a segment page was opened from (``?walk=``), or None."""
-        kind = _text(params, "walk")
+        kind = text_param(params, "walk")
         if kind is None:
             return None
-        filters = SegmentFilter.from_params(params) if kind == "list" else SegmentFilter()
-        return cls(kind, filters, _text(params, "label") if kind == "label" else None)
+        if kind == "list":
+            return cls(kind, SegmentFilter.from_params(params))
+        if kind == "label":
+            return cls.label_queue(params)
+        return cls(kind)
+
+    @classmethod
+    def label_queue(cls, params: Mapping[str, str]) -> Walk:
+        return cls(
+            "label",
+            label=label_param(params),
+            head=text_param(params, "head"),
+            seed=text_param(params, "seed"),
+        )
 
     def query_items(self, position: int | None = None) -> list[tuple[str, str]]:
         """The walk in a segment page's query string; ``position`` matters for the list only."""
         items = [("walk", self.kind), *self.filters.query_items()]
-        if self.label:
-            items.append(("label", self.label))
+        items += [(name, value) for name in ("label", "head", "seed") if (value := getattr(self, name))]
         if self.kind == "list" and position is not None:
             items.append(("pos", str(position)))
         return items
+
+    @property
+    def asked_label(self) -> str | None:
+        """The label this walk reviews, where it names one: a label queue's, the filtered label."""
+        if self.kind == "label":
+            return self.label
+        return self.filters.label or self.filters.detected
 
 
 def segment_id(row: Mapping[str, Any]) -> str:
@@ -134,49 +184,6 @@ def list_page(
     """Rows ``offset`` to ``offset + limit`` of the filtered segments, ``n_total`` (how many pass) on each."""
     paging = {"model": model, "limit": limit, "offset": max(offset, 0)}
     return fetch_file(con, "app_segments", {**filters.params(), **paging})
-
-
-def queue(
-    con: duckdb.DuckDBPyConnection, model: str, walk: Walk, thresholds: Mapping[str, float] | None
-) -> list[QueueItem]:
-    """The review queue ``walk`` names (``review.queues``: segments with a verdict on the queued label
-    drop out). ``thresholds``: the model's per-class thresholds, for the uncertain queue."""
-    if walk.kind == "label":
-        return queues.stratified_queue(con, model, walk.label or "", QUEUE_SIZE)
-    if walk.kind == "near-tie":
-        return queues.near_tie_queue(con, model, QUEUE_SIZE)
-    if walk.kind == "uncertain":
-        return queues.uncertain_queue(con, model, QUEUE_SIZE, thresholds)
-    raise ValueError(f"{walk.kind!r} is no review queue")
-
-
-@dataclass(frozen=True)
-class Neighbours:
-    """Where a segment stands in a walk: before and after it, its position (None: not in it), length."""
-
-    previous: str | None
-    next: str | None
-    position: int | None
-    total: int
-
-
-def list_neighbours(con: duckdb.DuckDBPyConnection, model: str, walk: Walk, position: int) -> Neighbours:
-    """Around ``position`` in the filtered list (the list does not change as verdicts come in)."""
-    first = max(position - 1, 0)
-    rows = list_page(con, model, walk.filters, position + 2 - first, first).records()
-    ids = {first + i: segment_id(row) for i, row in enumerate(rows)}
-    total = int(rows[0]["n_total"]) if rows else 0
-    return Neighbours(ids.get(position - 1) if position > 0 else None, ids.get(position + 1), position, total)
-
-
-def queue_neighbours(items: Sequence[QueueItem], current: str) -> Neighbours:
-    """Around ``current`` in a queue; once it has its verdict it is out of the queue, and the queue's
-    first segment is next (so marking one segment after another walks the whole queue)."""
-    ids = [item.segment_id for item in items]
-    if current not in ids:
-        return Neighbours(None, ids[0] if ids else None, None, len(ids))
-    i = ids.index(current)
-    return Neighbours(ids[i - 1] if i > 0 else None, ids[i + 1] if i + 1 < len(ids) else None, i, len(ids))
 
 
 @dataclass(frozen=True)
@@ -272,6 +279,11 @@ def label_counts(con: duckdb.DuckDBPyConnection, model: str) -> QueryResult:
 
 def queue_labels(con: duckdb.DuckDBPyConnection, model: str) -> QueryResult:
     return fetch_file(con, "app_queue_labels", {"model": model})
+
+
+def reviewed_labels(con: duckdb.DuckDBPyConnection, model: str) -> QueryResult:
+    """The labels with verdicts for ``model``: ``label, n_reviewed, n_present``."""
+    return fetch_file(con, "app_calibration_labels", {"model": model})
 
 
 def recordings(con: duckdb.DuckDBPyConnection, model: str, limit: int, offset: int) -> QueryResult:

@@ -10,9 +10,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
-from audify_batch.app.data import PAGE_SIZE, QUEUE_SIZE, SegmentFilter, Walk, segment_id
+from audify_batch.app.custom_heads import HeadSummary
+from audify_batch.app.data import HIGH_HEAD_SCORE, PAGE_SIZE, SegmentFilter, Walk, segment_id
 from audify_batch.report.html import esc
-from audify_batch.review.queues import QueueItem
 from audify_batch.store.query import QueryResult
 
 
@@ -34,10 +34,20 @@ def link(href: str, text: Any, css: str = "") -> Html:
     return Html(f'<a href="{esc(href)}"{klass}>{esc(text)}</a>')
 
 
-def segment_url(model: str, segment: str, walk: Walk | None = None, position: int | None = None) -> str:
+def segment_url(
+    model: str,
+    segment: str,
+    walk: Walk | None = None,
+    position: int | None = None,
+    label: str | None = None,
+) -> str:
+    """A segment page; ``walk``: the list it is walked in; ``label``: the label to put to the
+    reviewer (outside a walk, which names its own)."""
     items: list[tuple[str, Any]] = [("model", model)]
     if walk is not None:
         items += walk.query_items(position)
+    elif label:
+        items.append(("label", label))
     return url(f"/segments/{segment}", items)
 
 
@@ -77,6 +87,7 @@ def layout(title: str, body: str, model: str | None, attrs: Mapping[str, str] | 
             link(url("/queues", m), "Label queues"),
             link(url("/queues/uncertain", m), "Least confident"),
             link(url("/queues/near-tie", m), "Near ties"),
+            link(url("/calibrate", m), "Calibrate"),
             link(url("/report", m), "Run report"),
         ]
     )
@@ -141,10 +152,39 @@ def _recordings(model: str, recs: QueryResult, offset: int) -> str:
     return "<h2>Recordings</h2>" + table + pager("/", [("model", model)], offset, len(rows), total)
 
 
+def _heads(model: str, heads: Sequence[HeadSummary]) -> str:
+    rows = [
+        [
+            h.name,
+            h.label,
+            h.n_scored,
+            link(
+                url("/segments", {"model": model, "head": h.name, "min_head_score": HIGH_HEAD_SCORE}),
+                h.n_high,
+            ),
+            link(url("/queues", {"model": model, "label": h.label, "head": h.name}), "review queue"),
+            link(url("/calibrate", {"model": model, "head": h.name}), "calibrate"),
+        ]
+        for h in heads
+    ]
+    columns = ["head", "label", "segments scored", f"scoring >= {HIGH_HEAD_SCORE:g}", "", ""]
+    note = (
+        '<p class="note">heads trained on reviewers\' verdicts (audify head train) and applied to every '
+        "segment (audify head apply); their queues sample the head's whole score range.</p>"
+    )
+    return "<h2>Custom heads</h2>" + note + grid(columns, rows, "heads")
+
+
 def overview_page(
-    model: str | None, totals: QueryResult, labels: QueryResult, recs: QueryResult, offset: int
+    model: str | None,
+    totals: QueryResult,
+    labels: QueryResult,
+    recs: QueryResult,
+    offset: int,
+    heads: Sequence[HeadSummary] = (),
 ) -> str:
-    """Totals per model; for ``model``: its detected labels, its recordings, its run report."""
+    """Totals per model; for ``model``: its detected labels, its custom heads, its recordings, its
+    run report."""
     body = [f"<h2>Totals</h2>{_totals(totals)}"]
     if model is None:
         return layout("audify review desk", "".join(body), None)
@@ -153,10 +193,13 @@ def overview_page(
             link(url("/segments", {"model": model, "detected": label}), label),
             n,
             link(url("/queues", {"model": model, "label": label}), "review queue"),
+            link(url("/calibrate", {"model": model, "label": label}), "calibrate"),
         ]
         for label, n in labels.rows
     ]
-    body.append("<h2>Detected labels</h2>" + grid(["label", "segments", ""], label_rows, "labels"))
+    if heads:
+        body.append(_heads(model, heads))
+    body.append("<h2>Detected labels</h2>" + grid(["label", "segments", "", ""], label_rows, "labels"))
     body.append(_recordings(model, recs, offset))
     body.append(f"<p>{link(url('/report', {'model': model}), 'the run report of this model')}</p>")
     return layout("audify review desk", "".join(body), model)
@@ -193,6 +236,11 @@ def filter_form(model: str, models: Sequence[str], f: SegmentFilter, choices: Ma
         ("to", _input("max_start_s", f.max_start_s, "number", 6)),
         ("run", _select("run_id", choices["run_id"], f.run_id)),
     ]
+    if choices.get("head"):
+        fields += [
+            ("custom head", _select("head", choices["head"], f.head, "none")),
+            ("its score from", _input("min_head_score", f.min_head_score, "number", 5)),
+        ]
     labelled = "".join(f"<label>{esc(text)} {widget}</label>" for text, widget in fields)
     reset = link(url("/segments", {"model": model}), "clear")
     form = '<form method="get" action="/segments" class="filters">'
@@ -226,6 +274,7 @@ def segments_page(
             r["score"],
             r["detected"],
             r["audioset"],
+            *([r["head_score"]] if f.head else []),
             r["reviewed"],
         ]
         for i, r in enumerate(records)
@@ -240,6 +289,7 @@ def segments_page(
         "score",
         "detected",
         "AudioSet",
+        *([f"{f.head} score"] if f.head else []),
         "verdicts",
     ]
     items = [("model", model), *f.query_items()]
@@ -249,61 +299,3 @@ def segments_page(
         + grid(columns, table_rows, "segments")
     )
     return layout("Segments", body, model)
-
-
-QUEUE_TITLES = {
-    "uncertain": "Least confident segments",
-    "near-tie": "Near ties: top two labels nearly equal",
-    "label": "Label queue",
-}
-QUEUE_NOTES = {
-    "uncertain": "the calls the model is least sure of (for a model with per-class thresholds: the scores "
-    "nearest their threshold, detected or just missed)",
-    "near-tie": "the segments whose two best labels are closest in confidence",
-    "label": "a sample over the whole score range of the label: score bins take turns",
-}
-
-
-def queue_page(model: str, walk: Walk, items: Sequence[QueueItem]) -> str:
-    """A review queue: what is left to review, the first segment a click (or a key) away."""
-    extra = {"uncertain": ["margin"], "near-tie": ["runner_up", "margin"], "label": ["bin"]}[walk.kind]
-    rows = [
-        [
-            link(segment_url(model, item.segment_id, walk), item.segment_id, "segment"),
-            link(recording_url(model, item.segment_id.split(":")[0]), name_of(item.uri)),
-            item.start_s,
-            item.end_s,
-            item.label,
-            item.score,
-            *(getattr(item, name) for name in extra),
-        ]
-        for item in items
-    ]
-    title = QUEUE_TITLES[walk.kind] + (f": {walk.label}" if walk.label else "")
-    start = (
-        link(segment_url(model, items[0].segment_id, walk), "start reviewing (first segment)")
-        if items
-        else ""
-    )
-    note = (
-        f'<p class="note">{esc(QUEUE_NOTES[walk.kind])}; segments with a verdict leave the queue '
-        f"({len(items)} segments, at most {QUEUE_SIZE}).</p>"
-    )
-    header = ["segment", "recording", "start_s", "end_s", "label", "score", *extra]
-    return layout(title, note + f"<p>{start}</p>" + grid(header, rows, "queue"), model)
-
-
-def queue_index_page(model: str, labels: QueryResult) -> str:
-    rows = [
-        [link(url("/queues", {"model": model, "label": label}), label), n_top_k, n_detected]
-        for label, n_top_k, n_detected in labels.rows
-    ]
-    body = (
-        "<p>Pick a label: its queue samples segments over the whole range of its score. Or review the "
-        f"{link(url('/queues/uncertain', {'model': model}), 'least confident segments')} or the "
-        f"{link(url('/queues/near-tie', {'model': model}), 'near ties')}.</p>"
-        + grid(
-            ["label", "segments with it in their top labels", "segments where it is detected"], rows, "labels"
-        )
-    )
-    return layout("Review queues", body, model)

@@ -14,10 +14,12 @@ from __future__ import annotations
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import Request, Response
-from fastapi.responses import PlainTextResponse, RedirectResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse
+from pydantic import BaseModel, ValidationError
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 HOST_HEADER_NAMES = frozenset({"127.0.0.1", "localhost", "[::1]"})
@@ -33,6 +35,7 @@ CONTENT_SECURITY_POLICY = (
 REPORT_SCRIPT_POLICY = "script-src 'self' 'unsafe-inline'"
 
 Handler = Callable[[Request], Awaitable[Response]]
+Body = TypeVar("Body", bound=BaseModel)
 
 
 class BodyTooLargeError(Exception):
@@ -136,3 +139,16 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
             raise BodyTooLargeError(f"request body over {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def read_json(request: Request, kind: type[Body]) -> Body | Response:
+    """The request's JSON body as ``kind``, or the error response (413, 422) to answer instead."""
+    try:
+        body = await read_body(request)
+    except BodyTooLargeError as error:
+        return JSONResponse({"detail": str(error)}, 413)
+    try:
+        return kind.model_validate_json(body)
+    except ValidationError as error:
+        problems = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in error.errors()]
+        return JSONResponse({"detail": problems}, 422)

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from audify_batch.app.data import QUEUE_KINDS, Neighbours, Segment, Walk, segment_id
+from audify_batch.app.custom_heads import HeadScore
+from audify_batch.app.data import Segment, Walk, segment_id
 from audify_batch.app.pages import (
-    QUEUE_TITLES,
     Html,
     grid,
     layout,
@@ -22,6 +22,8 @@ from audify_batch.app.pages import (
     segment_url,
     url,
 )
+from audify_batch.app.queue_pages import walk_title
+from audify_batch.app.queueing import Neighbours
 from audify_batch.report.html import esc
 from audify_batch.store.query import QueryResult
 
@@ -46,14 +48,20 @@ class SegmentView:
     loaded_model: str  # '<name>-<version>' of the model that draws the figures
     walk: Walk | None = None
     around: Neighbours | None = None
+    review_label: str | None = None  # the label a queue, a filter or ?label= asks about; None: the model's
+    heads: Sequence[HeadScore] = ()  # custom heads' scores of the segment
+
+    @property
+    def shown_label(self) -> str:
+        """The label put to the reviewer (``c``: present, ``w``: absent)."""
+        return self.review_label or self.segment.shown_label
 
 
 def _walk_nav(view: SegmentView) -> str:
     walk, around = view.walk, view.around
     if walk is None or around is None:
         return ""
-    name = QUEUE_TITLES[walk.kind] if walk.kind in QUEUE_KINDS else "filtered segments"
-    name += f": {walk.label}" if walk.label else ""
+    name = walk_title(walk)
     if around.position is not None:
         parts = [f"{around.position + 1} / {around.total} in {esc(name)}"]
     else:
@@ -77,10 +85,18 @@ def _around_urls(view: SegmentView) -> tuple[str, str]:
     return previous, following
 
 
+def _asked(view: SegmentView) -> str:
+    """Where the shown label comes from, when it is not the model's own call."""
+    own = view.segment.shown_label
+    if not view.review_label or view.review_label == own:
+        return ""
+    return f' <span class="note">(asked for here; the model\'s own call: {esc(own or "none")})</span>'
+
+
 def _review_panel(view: SegmentView) -> str:
     seg = view.segment
     choices = [*view.label_choices, *(lab for lab in seg.labels if lab not in view.label_choices)]
-    options = "".join(f'<option value="{esc(c)}">{esc(c)}</option>' for c in choices if c != seg.shown_label)
+    options = "".join(f'<option value="{esc(c)}">{esc(c)}</option>' for c in choices if c != view.shown_label)
     verdict_rows = [
         [r["label"], r["verdict"], r["annotator"], str(r["annotated_at"])[:19], r["n_verdicts"]]
         for r in view.verdicts.records()
@@ -88,7 +104,7 @@ def _review_panel(view: SegmentView) -> str:
     keys = " ".join(f"<kbd>{esc(k)}</kbd> {esc(text)};" for k, text in KEYS)
     return (
         '<section id="review"><p class="shown">shown label: '
-        f'<strong id="shown-label">{esc(seg.shown_label)}</strong></p><p class="buttons">'
+        f'<strong id="shown-label">{esc(view.shown_label)}</strong>{_asked(view)}</p><p class="buttons">'
         '<button type="button" id="mark-correct" data-verdict="present">✓ correct (c)</button> '
         '<button type="button" id="mark-wrong" data-verdict="absent">✗ wrong (w)</button> '
         '<span class="other"><select id="other-select">'
@@ -99,8 +115,41 @@ def _review_panel(view: SegmentView) -> str:
         f'<p class="keys note">{keys}</p>'
         "<h3>Verdicts given</h3>"
         + grid(["label", "verdict", "annotator", "at (UTC)", "verdicts on it"], verdict_rows, "verdicts")
+        + _ask_form(view)
         + "</section>"
     )
+
+
+def _ask_form(view: SegmentView) -> str:
+    """Review this segment for any label (a new class too), or walk the segments like it for it."""
+    seg = view.segment
+    return (
+        f'<form method="get" action="{esc(f"/segments/{seg.segment_id}")}" class="ask note">'
+        f'<input type="hidden" name="model" value="{esc(seg.model)}">'
+        '<label>review for a label <input name="label" id="ask-label" maxlength="80" size="18" '
+        'placeholder="any label, or a new class" required></label> '
+        "<button>this segment</button> "
+        f'<button name="seed" value="{esc(seg.segment_id)}" formaction="/queues">'
+        "this segment and the ones like it</button></form>"
+    )
+
+
+def _heads(view: SegmentView) -> str:
+    """The custom heads' scores, each with links to review this segment or the head's queue for its label."""
+    if not view.heads:
+        return ""
+    seg = view.segment
+    rows = [
+        [
+            h.name,
+            h.label,
+            h.score,
+            link(segment_url(seg.model, seg.segment_id, label=h.label), f"review for {h.label}"),
+            link(url("/queues", {"model": seg.model, "label": h.label, "head": h.name}), "its queue"),
+        ]
+        for h in view.heads
+    ]
+    return "<h2>Custom heads</h2>" + grid(["head", "label", "score", "", ""], rows, "heads")
 
 
 def _labels(seg: Segment) -> str:
@@ -160,14 +209,14 @@ def segment_page(view: SegmentView) -> str:
         f'<p class="player"><audio id="player" controls preload="auto" src="{esc(audio_src)}"></audio> '
         '<label class="note"><input type="checkbox" id="autoplay"> play each segment on arrival</label></p>'
     )
-    similar_src = url(f"/segments/{seg.segment_id}/similar", {"model": seg.model})
+    similar_src = url(f"/segments/{seg.segment_id}/similar", {"model": seg.model, "label": view.review_label})
     previous, following = _around_urls(view)
     heard, feature_maps = _figures(view)
     attrs = {
         "page": "segment",
         "segment-id": seg.segment_id,
         "model": seg.model,
-        "label": seg.shown_label,
+        "label": view.shown_label,
         "next": following,
         "prev": previous,
     }
@@ -177,6 +226,7 @@ def segment_page(view: SegmentView) -> str:
         player,
         _review_panel(view),
         _labels(seg),
+        _heads(view),
         heard,
         f'<h2>Similar segments</h2><section id="similar" data-src="{esc(similar_src)}">'
         '<p class="note">loading…</p></section>',
@@ -185,8 +235,9 @@ def segment_page(view: SegmentView) -> str:
     return layout(f"Segment {seg.segment_id}", "".join(body), seg.model, attrs)
 
 
-def similar_fragment(model: str, rows: QueryResult) -> str:
-    """The similar segments as a table, each playable (``preload="none"``: nothing loads until played)."""
+def similar_fragment(model: str, rows: QueryResult, label: str | None = None) -> str:
+    """The similar segments as a table, each playable (``preload="none"``: nothing loads until played);
+    ``label``: the label their links put to the reviewer (None: each segment's own)."""
     table_rows = []
     for r in rows.records():
         sid = segment_id(r)
@@ -194,7 +245,7 @@ def similar_fragment(model: str, rows: QueryResult) -> str:
         table_rows.append(
             [
                 r["position"],
-                link(segment_url(model, sid), sid, "segment"),
+                link(segment_url(model, sid, label=label), sid, "segment"),
                 link(recording_url(model, r["recording_id"]), name_of(r["uri"])),
                 r["start_s"],
                 r["label"],

@@ -2,16 +2,17 @@
 
 ``create_app(settings)`` checks OUT (its views must load), loads the model once and returns a
 FastAPI app; ``audify serve`` (``cli/serve.py``) runs it with uvicorn. Pages are rendered on the
-server (``pages``, ``segment_page``, ``recording_page``); the one write is ``POST /api/annotations``.
+server (``pages``, ``segment_page``, ``recording_page``, ``queue_pages``, ``calibrate_page``); the
+writes are ``POST /api/annotations`` (verdicts) and ``POST /api/thresholds`` (a calibrated threshold).
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import torch
@@ -19,12 +20,12 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import ValidationError
 
-from audify_batch.app import data, pages
+from audify_batch.app import calibration, custom_heads, data, pages, queue_pages, queueing
+from audify_batch.app.calibrate_page import calibrate_page
 from audify_batch.app.media import Explainer, cut_wav
 from audify_batch.app.recording_page import recording_page
-from audify_batch.app.security import BodyTooLargeError, Guard, read_body
+from audify_batch.app.security import Guard, read_json
 from audify_batch.app.segment_page import SegmentView, segment_page, similar_fragment
 from audify_batch.app.verdicts import VerdictRequest, annotations_for
 from audify_batch.ingest.audio_io import AudioDecodeError
@@ -34,13 +35,13 @@ from audify_batch.model.network import Network
 from audify_batch.report.html import esc
 from audify_batch.report.run_report import html_report
 from audify_batch.review import queues
-from audify_batch.review.queues import QueueItem
 from audify_batch.store.annotations import MAX_ANNOTATOR_CHARS, AnnotationWriter
 from audify_batch.store.query import normalize_out, remote_filesystem
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
+Parsed = TypeVar("Parsed")
 
 
 @dataclass(frozen=True)
@@ -120,32 +121,30 @@ class Desk:
                 return pages.overview_page(None, totals, totals, totals, 0)
             labels = data.label_counts(con, model)
             recs = data.recordings(con, model, data.PAGE_SIZE, offset)
-        return pages.overview_page(model, totals, labels, recs, offset)
+            heads = custom_heads.summaries(con, self.out, model)
+        return pages.overview_page(model, totals, labels, recs, offset, heads)
 
     def segments(self, request: Request) -> str:
         params = _query(request)
         offset = _offset(params)
-        try:
-            filters = data.SegmentFilter.from_params(params)
-        except ValueError as error:
-            raise PageError(422, str(error)) from error
+        filters = _checked(data.SegmentFilter.from_params, params)
         with self.db() as con:
             model = self.needs_model(con, params.get("model"))
             rows = data.list_page(con, model, filters, data.PAGE_SIZE, offset)
-            return pages.segments_page(
-                model, data.models(con), filters, data.choices(con, model), rows, offset
-            )
+            choices = data.choices(con, model)
+            choices["head"] = [(name, n) for name, n, _ in custom_heads.scored(con, model)]
+            return pages.segments_page(model, data.models(con), filters, choices, rows, offset)
 
     def segment_page(self, request: Request, segment_id: str) -> str:
         params = _query(request)
-        try:
-            walk = data.Walk.from_params(params)
-        except ValueError as error:
-            raise PageError(422, str(error)) from error
+        walk = _checked(data.Walk.from_params, params)
+        asked = _checked(data.label_param, params) if walk is None else self.walk_label(walk)
         with self.db() as con:
             model = self.needs_model(con, params.get("model"))
             seg = self.segment(con, model, segment_id)
-            around = self.around(con, model, walk, seg.segment_id, _offset(params, "pos")) if walk else None
+            around, queued = None, None
+            if walk is not None:
+                around, queued = self.place(con, model, walk, seg.segment_id, _offset(params, "pos"))
             view = SegmentView(
                 segment=seg,
                 verdicts=data.verdicts(con, model, seg.segment_id),
@@ -154,27 +153,41 @@ class Desk:
                 loaded_model=self.explainer.model_name,
                 walk=walk,
                 around=around,
+                review_label=queued or asked,
+                heads=custom_heads.segment_scores(con, self.out, seg),
             )
         return segment_page(view)
+
+    def walk_label(self, walk: data.Walk) -> str | None:
+        """The label a walk reviews: a label queue's, a filtered label, a filtered head's label."""
+        if walk.asked_label or walk.kind != "list" or walk.filters.head is None:
+            return walk.asked_label
+        return custom_heads.head_label(self.out, walk.filters.head)
 
     def thresholds(self, model: str) -> dict[str, float] | None:
         """The per-class thresholds of ``model`` where it is the loaded model (OUT does not keep them)."""
         return queues.card_thresholds(self.explainer.card) if model == self.explainer.model_name else None
 
-    def queue(self, con: duckdb.DuckDBPyConnection, model: str, walk: data.Walk) -> list[QueueItem]:
+    def queue(self, con: duckdb.DuckDBPyConnection, model: str, walk: data.Walk) -> queueing.Queue:
         try:
-            return data.queue(con, model, walk, self.thresholds(model))
+            return queueing.queue(con, model, walk, self.thresholds(model))
+        except LookupError as error:
+            raise PageError(404, str(error).strip("'\""), model) from error
         except ValueError as error:
             raise PageError(422, str(error), model) from error
 
-    def around(
+    def place(
         self, con: duckdb.DuckDBPyConnection, model: str, walk: data.Walk, segment_id: str, position: int
-    ) -> data.Neighbours:
+    ) -> tuple[queueing.Neighbours, str | None]:
+        """Where the segment stands in ``walk``, and the label its queue asks about (None: not queued)."""
         if walk.kind == "list":
-            return data.list_neighbours(con, model, walk, position)
-        return data.queue_neighbours(self.queue(con, model, walk), segment_id)
+            return queueing.list_neighbours(con, model, walk, position), None
+        items = self.queue(con, model, walk).items
+        queued = next((item.label for item in items if item.segment_id == segment_id), None)
+        return queueing.queue_neighbours(items, segment_id), queued
 
     def similar(self, request: Request, segment_id: str) -> str:
+        label = _checked(data.label_param, _query(request))
         with self.db() as con:
             model = self.needs_model(con, request.query_params.get("model"))
             seg = self.segment(con, model, segment_id)
@@ -183,7 +196,7 @@ class Desk:
             except duckdb.Error as error:
                 message = str(error).strip().splitlines()[0]
                 return f'<p class="note">no similar segments: {esc(message)}</p>'
-        return similar_fragment(model, rows)
+        return similar_fragment(model, rows, label)
 
     def recording(self, request: Request, recording_id: str) -> str:
         with self.db() as con:
@@ -199,15 +212,38 @@ class Desk:
         params = _query(request)
         with self.db() as con:
             model = self.needs_model(con, params.get("model"))
-            label = params.get("label", "").strip()
-            if kind == "label" and not label:
-                return pages.queue_index_page(model, data.queue_labels(con, model))
-            try:
-                walk = data.Walk(kind, label=label or None) if kind == "label" else data.Walk(kind)
-            except ValueError as error:
-                raise PageError(422, str(error), model) from error
-            items = self.queue(con, model, walk)
-        return pages.queue_page(model, walk, items)
+            if kind == "label" and not params.get("label", "").strip():
+                heads = custom_heads.summaries(con, self.out, model)
+                return queue_pages.queue_index_page(model, data.queue_labels(con, model), heads)
+            walk = _checked(data.Walk.label_queue if kind == "label" else lambda _: data.Walk(kind), params)
+            if kind == "label" and not walk.head and not walk.seed:
+                found = self.label_walk(con, model, walk)
+                if found is None:
+                    return queue_pages.new_label_page(model, walk.label or "")
+                walk = found
+            queue = self.queue(con, model, walk)
+        return queue_pages.queue_page(model, walk, queue.items, queue.note)
+
+    def label_walk(self, con: duckdb.DuckDBPyConnection, model: str, walk: data.Walk) -> data.Walk | None:
+        """A label queue over the model's confidence of the label where the model gives it, else over
+        the scores of a custom head of that label; None where neither scores it (a new class)."""
+        if walk.label in data.queue_labels(con, model).column("label"):
+            return walk
+        heads = [h.name for h in custom_heads.summaries(con, self.out, model) if h.label == walk.label]
+        return replace(walk, head=heads[0]) if heads else None
+
+    def calibrate(self, request: Request) -> str:
+        params = _query(request)
+        query = _checked(calibration.CalibrationQuery.from_params, params)
+        card = custom_heads.head_card(self.out, query.head) if query.head else None
+        if query.head and not query.label:  # a head's verdicts are on its label
+            query = replace(query, label=card.label if card else query.head)
+        with self.db() as con:
+            model = self.needs_model(con, params.get("model") or (card.model if card else None))
+            reviewed = data.reviewed_labels(con, model)
+            heads = custom_heads.summaries(con, self.out, model)
+            outcome = calibration.run(con, self.out, model, query) if query.label else None
+        return calibrate_page(model, query, outcome, reviewed, heads)
 
     def report(self, request: Request) -> str:
         with self.db() as con:
@@ -237,19 +273,13 @@ class Desk:
             raise PageError(404, f"no figure {name}")
         return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
-    # the one write
+    # the writes
 
     async def annotate(self, request: Request) -> Response:
         """Validate, look the segment up in OUT, append; answer once the verdicts are durable."""
-        try:
-            body = await read_body(request)
-        except BodyTooLargeError as error:
-            return JSONResponse({"detail": str(error)}, 413)
-        try:
-            verdict = VerdictRequest.model_validate_json(body)
-        except ValidationError as error:
-            problems = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in error.errors()]
-            return JSONResponse({"detail": problems}, 422)
+        verdict = await read_json(request, VerdictRequest)
+        if isinstance(verdict, Response):
+            return verdict
         return await run_in_threadpool(self._write, verdict)
 
     def _write(self, verdict: VerdictRequest) -> Response:
@@ -265,6 +295,31 @@ class Desk:
         ]
         return JSONResponse({"segment_id": seg.segment_id, "model": seg.model, "written": written})
 
+    async def save_threshold(self, request: Request) -> Response:
+        """Calibrate again on the server and save the threshold to the thresholds file."""
+        asked = await read_json(request, calibration.SaveRequest)
+        if isinstance(asked, Response):
+            return asked
+        return await run_in_threadpool(self._save, asked)
+
+    def _save(self, asked: calibration.SaveRequest) -> Response:
+        with self.db() as con:
+            if asked.model not in data.models(con):
+                return JSONResponse({"detail": f"no model {asked.model!r} in this output"}, 404)
+            try:
+                saved = calibration.save(con, self.out, asked)
+            except ValueError as error:
+                return JSONResponse({"detail": str(error)}, 422)
+        return JSONResponse(saved)
+
+
+def _checked(parse: Callable[[dict[str, str]], Parsed], params: dict[str, str]) -> Parsed:
+    """``parse(params)``, a ValueError answered 422."""
+    try:
+        return parse(params)
+    except ValueError as error:
+        raise PageError(422, str(error)) from error
+
 
 def _routes(app: FastAPI, desk: Desk) -> None:
     html: dict[str, Callable[..., str]] = {
@@ -274,6 +329,7 @@ def _routes(app: FastAPI, desk: Desk) -> None:
         "/segments/{segment_id}/similar": desk.similar,
         "/recordings/{recording_id}": desk.recording,
         "/report": desk.report,
+        "/calibrate": desk.calibrate,
     }
     for path, method in html.items():
         app.add_api_route(path, _html_route(method), methods=["GET"], response_model=None)
@@ -285,6 +341,7 @@ def _routes(app: FastAPI, desk: Desk) -> None:
     app.add_api_route("/audio/{segment_id}", desk.audio, methods=["GET"], response_model=None)
     app.add_api_route("/figures/{segment_id}/{name}", desk.figure, methods=["GET"], response_model=None)
     app.add_api_route("/api/annotations", desk.annotate, methods=["POST"], response_model=None)
+    app.add_api_route("/api/thresholds", desk.save_threshold, methods=["POST"], response_model=None)
     # the run report's page names no icon: none, rather than a 404 in the console
     app.add_api_route("/favicon.ico", lambda: Response(status_code=204), methods=["GET"], response_model=None)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -1,4 +1,5 @@
-// The review desk's script: verdict buttons, one-key shortcuts, autoplay, similar segments.
+// The review desk's script: verdict buttons, one-key shortcuts, autoplay, similar segments, and the
+// calibration page's save button.
 // Plain JavaScript, no libraries; everything it talks to is this desk (same origin).
 (function () {
   "use strict";
@@ -9,7 +10,7 @@
   function $(id) { return document.getElementById(id); }
 
   function status(text, kind) {
-    var line = $("review-status");
+    var line = $("review-status") || $("save-status");
     if (!line) { return; }
     line.textContent = text;
     line.className = "note " + (kind || "");
@@ -19,8 +20,8 @@
     if (url) { window.location.assign(url); }
   }
 
-  function post(payload) {
-    return fetch("/api/annotations", {
+  function post(path, payload) {
+    return fetch(path, {
       method: "POST",
       credentials: "same-origin",
       headers: { "Content-Type": "application/json", "X-Audify": "1" },
@@ -49,7 +50,7 @@
     };
     if (other) { payload.other_label = other; }
     status("saving…");
-    post(payload).then(function (answer) {
+    post("/api/annotations", payload).then(function (answer) {
       var said = answer.written.map(function (w) { return w.label + " " + w.verdict; }).join(", ");
       status("saved: " + said, "ok");
       if (body.dataset.next) { go(body.dataset.next); } else { window.location.reload(); }
@@ -157,7 +158,36 @@
     window.setTimeout(loadFigures, 3000);
   }
 
+  // The calibration page: the server calibrates again and saves the threshold (the same file as
+  // audify calibrate); the page then shows what is saved.
+  function saveThreshold() {
+    var button = $("save-threshold");
+    if (busy || !button) { return; }
+    busy = true;
+    var d = button.dataset;
+    var payload = {
+      model: d.model,
+      label: d.label,
+      head: d.head || null,
+      target_precision: Number(d.target),
+      bins: Number(d.bins),
+      min_reviews: Number(d.minReviews)
+    };
+    status("saving…");
+    post("/api/thresholds", payload).then(function (answer) {
+      status("saved threshold " + answer.threshold.toFixed(4) + " to " + answer.path, "ok");
+      window.setTimeout(function () { window.location.reload(); }, 800);
+    }).catch(function (error) {
+      busy = false;
+      status("not saved: " + error.message, "error");
+    });
+  }
+
   function setUp() {
+    if (body.dataset.page === "calibrate") {
+      if ($("save-threshold")) { $("save-threshold").addEventListener("click", saveThreshold); }
+      return;
+    }
     if (body.dataset.page !== "segment") { return; }
     $("mark-correct").addEventListener("click", function () { mark("present"); });
     $("mark-wrong").addEventListener("click", function () { mark("absent"); });

@@ -24,7 +24,6 @@ from audify_batch.review.head_fit import (
 from audify_batch.review.heads import (
     HeadCard,
     TrainedHead,
-    connect_with_heads,
     load_head,
     save_head,
     train_head,
@@ -227,7 +226,7 @@ def current_scores(out: Path) -> dict[tuple[str, int, str], float]:
 
 
 def stored_scores(out: Path) -> dict[tuple[str, int, str], float]:
-    con = connect_with_heads(out)
+    con = connect(out)
     try:
         rows = fetch(con, "SELECT recording_id, segment_index, run_id, score, head FROM head_scores").rows
     finally:
@@ -295,7 +294,7 @@ def test_cli_trains_applies_and_calibrates_a_head(planted: Path, capsys: pytest.
     assert lines[1].startswith("cross-validation (5 folds): precision ")
     assert main(["head", "apply", str(planted), "--head", "planted"]) == 0
     assert f"head planted: scored 200 segments of model {M1}" in capsys.readouterr().out
-    con = connect_with_heads(planted)
+    con = connect(planted)
     try:
         result = calibrate(con, "planted", model=M1, head="planted", target_precision=0.9)
     finally:
@@ -339,7 +338,7 @@ def test_train_and_apply_on_object_storage(tmp_path: Path) -> None:
         for _ in range(2):
             assert apply_head(out, "dog").n_segments == len(rows)
         assert len(fs.find("heads-test/out/head_scores")) == 2  # one part, one marker
-        con = connect_with_heads(out)
+        con = connect(out)
         try:
             assert fetch(con, "SELECT count(*) FROM head_scores").rows == ((len(rows),),)
         finally:

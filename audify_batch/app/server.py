@@ -21,7 +21,16 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from audify_batch.app import calibration, custom_heads, data, pages, queue_pages, queueing
+from audify_batch.app import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    calibration,
+    custom_heads,
+    data,
+    pages,
+    queue_pages,
+    queueing,
+)
 from audify_batch.app.calibrate_page import calibrate_page
 from audify_batch.app.media import Explainer, cut_wav
 from audify_batch.app.recording_page import recording_page
@@ -39,8 +48,6 @@ from audify_batch.store.annotations import MAX_ANNOTATOR_CHARS, AnnotationWriter
 from audify_batch.store.query import normalize_out, remote_filesystem
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8765
 Parsed = TypeVar("Parsed")
 
 

@@ -21,11 +21,11 @@ from audify_batch.review.heads import (
     MAX_PRESUMED,
     PRESUMED_PER_POSITIVE,
     WEIGHTS_FILE,
-    connect_with_heads,
     load_head,
     save_head,
     train_head,
 )
+from audify_batch.store.query import connect
 
 OUT_HELP = "output root written by audify label (local or s3://)"
 
@@ -104,7 +104,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
         label, model = label or card.label, model or card.model
     if not label:
         raise ValueError("give --label LABEL (or --head NAME for a custom head)")
-    con = connect_with_heads(args.out)
+    con = connect(args.out)
     try:
         result = calibrate(con, label, model, args.target_precision, args.bins, args.head, args.min_reviews)
     finally:

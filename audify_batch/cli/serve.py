@@ -7,11 +7,7 @@ import getpass
 import socket
 from typing import Any
 
-import uvicorn
-from fastapi import FastAPI
-
-from audify_batch.app.security import is_loopback
-from audify_batch.app.server import DEFAULT_HOST, DEFAULT_PORT, AppSettings, create_app
+from audify_batch.app import DEFAULT_HOST, DEFAULT_PORT
 from audify_batch.cli.console import print_lines
 from audify_batch.cli.label import MODEL_DEFAULT, MODEL_HELP
 
@@ -64,13 +60,19 @@ def startup_line(host: str, port: int, token: str | None) -> str:
     return f"audify serve: http://{shown}:{port}/?token={token} (token {token})"
 
 
-def serve_app(app: FastAPI, sock: socket.socket) -> None:
-    """Run ``app`` on ``sock`` until Ctrl-C."""
+def serve_app(app: Any, sock: socket.socket) -> None:
+    """Run ``app`` (a FastAPI application) on ``sock`` until Ctrl-C."""
+    import uvicorn
+
     config = uvicorn.Config(app, log_level="warning", access_log=False)
     uvicorn.Server(config).run(sockets=[sock])
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    """Build the desk and serve it; the web stack is imported here, not by every audify command."""
+    from audify_batch.app.security import is_loopback
+    from audify_batch.app.server import AppSettings, create_app
+
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port must be 0 to 65535, got {args.port}")
     settings = AppSettings(

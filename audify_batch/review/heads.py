@@ -188,13 +188,6 @@ def _safetensors_metadata(data: bytes) -> dict[str, str]:
     return dict(header.get("__metadata__", {}))
 
 
-def connect_with_heads(
-    out: str | os.PathLike[str], embedding_dim: int | None = None, filesystem: Any | None = None
-) -> duckdb.DuckDBPyConnection:
-    """``store.query.connect``: its views include ``head_scores`` now (kept while callers move)."""
-    return connect(out, embedding_dim=embedding_dim, filesystem=filesystem)
-
-
 def resolve_model(con: duckdb.DuckDBPyConnection, label: str, model: str | None) -> str:
     """``model``, or the one model with verdicts on ``label``, or the model of the latest run."""
     if model:

@@ -1,8 +1,5 @@
-"""The review desk (``audify serve``): browse OUT, listen to segments, record verdicts.
+"""The review desk (``audify serve``): browse OUT, listen to segments, record verdicts."""
 
-This module imports nothing, so the command line can name the desk's defaults without loading
-the web stack; ``app.server`` builds the application.
-"""
-
+# The desk's defaults live here, where importing them loads no web stack (the command line).
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765

@@ -343,3 +343,16 @@ def test_train_and_apply_on_object_storage(tmp_path: Path) -> None:
             assert fetch(con, "SELECT count(*) FROM head_scores").rows == ((len(rows),),)
         finally:
             con.close()
+
+
+def test_a_recording_labeled_again_after_the_apply_shows_no_stale_scores(story: Path) -> None:
+    apply_head(story, "probe")
+    a = recording_id(URI_A)
+    assert any(r == a for (r, _, _) in stored_scores(story))
+    run6 = "20240606T100000Z-6e6e"  # A labeled again, other windows: its RUN5 scores are stale
+    relabel = [Rec(URI_A, S.STATUS_LABELED, A_M1[:2])]
+    write_part(story, M1, run6, 0, relabel, 8, T0 + timedelta(days=5))
+    write_run(story, M1, run6, T0 + timedelta(days=5), relabel)
+    assert not any(r == a for (r, _, _) in stored_scores(story))
+    apply_head(story, "probe")
+    assert {run for (r, _, run) in stored_scores(story) if r == a} == {run6}

@@ -57,3 +57,22 @@ def test_a_thresholds_file_of_another_model_is_one_line_and_exit_1(
     err = capsys.readouterr().err
     assert err.startswith("audify: error:") and err.count("\n") == 1
     assert "not audify-esc50-yamnet-2.0.0" in err
+
+
+@pytest.mark.parametrize(
+    "entry", [0.5, {"threshold": "0.5"}, {"threshold": 1.5}, {"threshold": True}, {"target_precision": 0.9}]
+)
+def test_a_malformed_thresholds_file_is_one_line_and_exit_1(
+    entry: object, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "t.json"
+    bad.write_text(
+        json.dumps(
+            {"format": "audify-thresholds", "version": 1, "model": MODEL, "thresholds": {"dog": entry}}
+        )
+    )
+    clip = tmp_path / "a.wav"
+    clip.write_bytes(b"")
+    assert main(["classify", str(clip), "--thresholds", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("audify: error:") and "thresholds.dog" in err and err.count("\n") == 1

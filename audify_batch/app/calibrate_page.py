@@ -103,7 +103,7 @@ def _saved(outcome: Outcome) -> str:
         return '<p class="note" id="saved">no threshold saved for it yet</p>'
     return (
         f'<p class="note" id="saved">saved: threshold {float(entry.get("threshold", 0.0)):.4f} for target '
-        f"{entry.get('target_precision')} over {entry.get('n_reviewed')} reviewed segments, "
+        f"{esc(entry.get('target_precision'))} over {esc(entry.get('n_reviewed'))} reviewed segments, "
         f"{esc(entry.get('created_at', ''))}</p>"
     )
 

@@ -265,7 +265,7 @@ class Desk:
             seg = self.segment(con, self.needs_model(con, request.query_params.get("model")), segment_id)
         try:
             wav = cut_wav(seg.uri, seg.start_s, seg.end_s)
-        except (AudioDecodeError, OSError) as error:
+        except (AudioDecodeError, OSError, ValueError) as error:
             raise PageError(404, f"the recording is not readable now: {error}") from error
         return Response(wav, media_type="audio/wav", headers={"Cache-Control": "private, max-age=3600"})
 

@@ -40,6 +40,11 @@ def read_thresholds(path: str, storage_options: dict[str, Any] | None = None) ->
         )
     if not isinstance(data.get("model"), str) or not isinstance(data.get("thresholds"), dict):
         raise ValueError(f"{path}: a thresholds file names its model and holds a 'thresholds' object")
+    for section in ("thresholds", "heads"):
+        for name, entry in (data.get(section) or {}).items():
+            value = entry.get("threshold") if isinstance(entry, dict) else None
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+                raise ValueError(f"{path}: {section}.{name} needs a 'threshold' from 0 to 1, got {entry!r}")
     return data
 
 

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import posixpath
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,11 +30,12 @@ from audify_batch.model.thresholds_file import (
     read_json,
     read_thresholds,
 )
-from audify_batch.review.heads import resolve_model
+from audify_batch.review.heads import resolve_model, write_bytes_atomic
 from audify_batch.store.query import fetch_file, normalize_out
 
 WILSON_Z = 1.959963984540054  # two-sided 95 %
 MIN_REVIEWS = 10  # reviewed segments at or above a threshold before it is trusted
+_SAVE_LOCK = threading.Lock()
 CALIBRATION_DIR = "calibration"  # folder under OUT of the default thresholds file
 
 
@@ -112,7 +114,8 @@ def precision_bins(reviewed: Sequence[ReviewedScore], bins: int = 10) -> tuple[B
         raise ValueError(f"bins must be positive, got {bins}")
     counts = [[0, 0] for _ in range(bins)]
     for row in reviewed:
-        i = min(max(math.floor(row.score * bins + 1e-9), 0), bins - 1)  # 0.29 * 100 is 28.999...
+        # float32 0.9 is stored as 0.8999999761..., 0.29 * 100 is 28.999...: both belong one bin up
+        i = min(max(math.floor(round(row.score, 7) * bins + 1e-9), 0), bins - 1)
         counts[i][0] += 1
         counts[i][1] += row.present
     result = []
@@ -240,6 +243,11 @@ def save_threshold(
     c, t = calibration, calibration.threshold
     if t is None:
         raise ValueError(f"no threshold to save for {c.label!r}: {c.reason}")
+    with _SAVE_LOCK:  # the desk saves from worker threads: one read-modify-write at a time
+        return _save(path, c, t, storage_options)
+
+
+def _save(path: str, c: Calibration, t: Threshold, storage_options: dict[str, Any] | None) -> dict[str, Any]:
     existing = read_json(path, storage_options)
     data = read_thresholds(path, storage_options) if existing is not None else None
     if data is not None and data["model"] != c.model:
@@ -257,7 +265,5 @@ def save_threshold(
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     } | ({"label": c.label} if c.head else {})
     fs, local = url_to_fs(path, **(storage_options or {}))
-    fs.makedirs(posixpath.dirname(local), exist_ok=True)
-    with fs.open(local, "w", encoding="utf-8") as handle:
-        handle.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    write_bytes_atomic(fs, local, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
     return data

@@ -11,8 +11,10 @@ Rerun policy: an apply writes its parts as ``part-<apply_id>-<seq>.parquet`` (ea
 at all), then the marker ``commit-<apply_id>.json``, and only then removes the files of older
 applies of that head (debris of killed ones included). The ``head_scores`` view shows the latest
 committed apply of each head: before the marker, readers still see the previous scores; after
-it, the new ones; never a mix. Two applies of one head at once: the later-started one wins, and
-neither removes the other's files (only older applies' are removed).
+it, the new ones; never a mix. Run one apply of a head at a time: of two at once, the
+later-started one wins and, once committed, removes the earlier one's files, which then fails;
+the winner's scores are whole. Apply ids come from the clock: a clock set back (or another host
+writing to the same OUT) can hide a new apply behind an older committed one.
 """
 
 from __future__ import annotations

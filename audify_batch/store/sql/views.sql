@@ -306,4 +306,9 @@ ELSE
     WHERE false$$
 END;
 
-CREATE OR REPLACE VIEW head_scores AS FROM query(getvariable('audify_head_scores_sql'));
+-- Only scores of current rows: a recording labeled again since the apply (same recording_id, new
+-- run, maybe other windows) shows no stale scores until the head is applied again.
+CREATE OR REPLACE VIEW head_scores AS
+SELECT h.*
+FROM query(getvariable('audify_head_scores_sql')) AS h
+SEMI JOIN recordings AS r ON r.model = h.model AND r.recording_id = h.recording_id AND r.run_id = h.run_id;

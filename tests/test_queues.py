@@ -190,3 +190,21 @@ def test_queue_sizes_are_checked(out: Path) -> None:
             stratified_queue(con, M1, "dog", 5, bins=0)
     finally:
         con.close()
+
+
+def test_a_verdict_on_an_older_window_does_not_take_the_segment_out(out: Path) -> None:
+    """A recording labeled again with another hop keeps its segment indices; a verdict given on the
+    old window (another span) is no verdict on the new one."""
+    old_window = [
+        Annotation(M1, segment(9, i), uri_of(9), i + 0.5, i + 1.5, "dog", Verdict.PRESENT) for i in range(20)
+    ]
+    AnnotationWriter(str(out)).append(old_window)
+    con = connect(out)
+    try:
+        stratified = {item.segment_id for item in stratified_queue(con, M1, "dog", 200)}
+        uncertain = {item.segment_id for item in uncertain_queue(con, M1, 200)}
+        near_tie = {item.segment_id for item in near_tie_queue(con, M1, 200)}
+    finally:
+        con.close()
+    renewed = {segment(9, i) for i in range(20)}
+    assert renewed <= stratified and renewed <= uncertain and renewed <= near_tie

@@ -7,6 +7,7 @@ a broken file and a 5-minute recording (for pagination and for reading a segment
 from __future__ import annotations
 
 import io
+import json
 import re
 import warnings
 from collections.abc import Iterator
@@ -23,11 +24,13 @@ import pytest
 import soundfile as sf
 
 from audify_batch.app import media
+from audify_batch.app.calibration import served_thresholds
 from audify_batch.app.data import QUEUE_SIZE
 from audify_batch.app.server import AppSettings, create_app, load_model
 from audify_batch.cli.main import main
+from audify_batch.model.thresholds_file import read_thresholds
 from audify_batch.review import queues
-from audify_batch.review.calibrate import calibrate, default_thresholds_path, read_thresholds
+from audify_batch.review.calibrate import calibrate, default_thresholds_path
 from audify_batch.review.head_apply import apply_head
 from audify_batch.review.heads import save_head, train_head
 from audify_batch.run.config import LabelConfig
@@ -771,3 +774,18 @@ def test_uncertain_queue_without_the_thresholds_falls_back(tmp_path: Path, tiny_
         assert [sid.split(":")[1] for sid in ids] == ["1", "0", "2"]  # 0.4, 0.7, 0.9
         walk = other.get(f"/segments/{ids[0]}", params={"walk": "uncertain"}).text
         assert "1 / 3 in Least confident segments" in walk and 'data-label="rain"' in walk
+
+
+def test_the_desk_queues_by_the_thresholds_calibrated_in_out(tmp_path: Path) -> None:
+    """Nearest-the-threshold queues use OUT's calibrated thresholds where it has them."""
+    card = {"dog": 0.5, "rain": 0.4}
+    out = str(tmp_path / "out")
+    assert served_thresholds(card, out, "m-1.0.0") == card  # nothing calibrated yet
+    path = Path(default_thresholds_path(out, "m-1.0.0"))
+    path.parent.mkdir(parents=True)
+    entries = {"dog": {"threshold": 0.8}, "owl": {"threshold": 0.3}}
+    path.write_text(
+        json.dumps({"format": "audify-thresholds", "version": 1, "model": "m-1.0.0", "thresholds": entries})
+    )
+    assert served_thresholds(card, out, "m-1.0.0") == {"dog": 0.8, "rain": 0.4}
+    assert served_thresholds({}, out, "m-1.0.0") == {}

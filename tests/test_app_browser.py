@@ -21,7 +21,8 @@ from fastapi import FastAPI
 
 from audify_batch.app.server import AppSettings, create_app
 from audify_batch.cli.serve import bind
-from audify_batch.review.calibrate import default_thresholds_path, read_thresholds
+from audify_batch.model.thresholds_file import read_thresholds
+from audify_batch.review.calibrate import default_thresholds_path
 from audify_batch.store.annotations import Annotation, AnnotationWriter, Verdict
 from audify_batch.store.query import run_sql
 from tests.test_app import label_small_archive

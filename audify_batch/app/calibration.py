@@ -13,13 +13,13 @@ import duckdb
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from audify_batch.app.data import label_param, number_param, text_param
+from audify_batch.model.thresholds_file import read_thresholds
 from audify_batch.review.calibrate import (
     MIN_REVIEWS,
     Calibration,
     calibrate,
     check_target,
     default_thresholds_path,
-    read_thresholds,
     save_threshold,
 )
 from audify_batch.review.heads import check_head_name
@@ -175,3 +175,15 @@ def save(con: duckdb.DuckDBPyConnection, out: str, request: SaveRequest) -> dict
         "n_at_or_above": t.n,
         "target_precision": result.target_precision,
     }
+
+
+def served_thresholds(card: dict[str, float], out: str, model: str) -> dict[str, float]:
+    """A model card's per-class thresholds with those calibrated in OUT
+    (``OUT/calibration/thresholds-MODEL.json``, what the desk saves) in their place."""
+    if not card:
+        return card
+    try:
+        calibrated = read_thresholds(default_thresholds_path(out, model))["thresholds"]
+    except FileNotFoundError:
+        return card
+    return card | {label: float(entry["threshold"]) for label, entry in calibrated.items() if label in card}

@@ -32,6 +32,7 @@ from audify_batch.app import (
     queueing,
 )
 from audify_batch.app.calibrate_page import calibrate_page
+from audify_batch.app.calibration import served_thresholds
 from audify_batch.app.media import Explainer, cut_wav
 from audify_batch.app.recording_page import recording_page
 from audify_batch.app.security import Guard, read_json
@@ -172,8 +173,11 @@ class Desk:
         return custom_heads.head_label(self.out, walk.filters.head)
 
     def thresholds(self, model: str) -> dict[str, float] | None:
-        """The per-class thresholds of ``model`` where it is the loaded model (OUT does not keep them)."""
-        return queues.card_thresholds(self.explainer.card) if model == self.explainer.model_name else None
+        """The per-class thresholds of ``model`` where it is the loaded model (OUT does not keep
+        them), with those calibrated in OUT in their place."""
+        if model != self.explainer.model_name:
+            return None
+        return served_thresholds(queues.card_thresholds(self.explainer.card), self.out, model)
 
     def queue(self, con: duckdb.DuckDBPyConnection, model: str, walk: data.Walk) -> queueing.Queue:
         try:

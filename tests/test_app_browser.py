@@ -25,7 +25,7 @@ from audify_batch.model.thresholds_file import read_thresholds
 from audify_batch.review.calibrate import default_thresholds_path
 from audify_batch.store.annotations import Annotation, AnnotationWriter, Verdict
 from audify_batch.store.query import run_sql
-from tests.test_app import label_small_archive
+from tests.app_helpers import label_small_archive
 
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 CHROMIUM = Path("/usr/bin/chromium")

@@ -54,18 +54,7 @@ def unknown_thresholds_note(model: str) -> str:
 
 def least_confident(con: duckdb.DuckDBPyConnection, model: str) -> list[QueueItem]:
     """The unreviewed segments of lowest top-1 confidence (``queue_uncertain.sql``), thresholds or not."""
-    rows = fetch_file(con, "queue_uncertain", {"model": model, "n": QUEUE_SIZE}).records()
-    return [
-        QueueItem(
-            segment_id=r["segment_id"],
-            uri=r["uri"],
-            start_s=float(r["start_s"]),
-            end_s=float(r["end_s"]),
-            label=r["label"],
-            score=float(r["score"]),
-        )
-        for r in rows
-    ]
+    return queues.least_confident_queue(con, model, QUEUE_SIZE)
 
 
 def similar_queue(con: duckdb.DuckDBPyConnection, model: str, seed: str, label: str) -> list[QueueItem]:

@@ -112,6 +112,13 @@ def uncertain_queue(
             f"model {model} detects labels with per-class thresholds: pass them "
             "(queues.card_thresholds(read_card(MODEL_DIR))) to queue the calls nearest them"
         )
+    return least_confident_queue(con, model, n)
+
+
+def least_confident_queue(con: duckdb.DuckDBPyConnection, model: str, n: int) -> list[QueueItem]:
+    """The ``n`` unreviewed segments of lowest top-1 confidence, whether or not ``model`` has
+    per-class thresholds (for those, ``uncertain_queue`` with them means more)."""
+    _check_n(n)
     return _items(fetch_file(con, "queue_uncertain", {"model": model, "n": n}))
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterator
 from dataclasses import replace
 from html import unescape
 from pathlib import Path
@@ -29,27 +28,12 @@ from tests.app_helpers import (
     BASE,
     LONG_S,
     MODEL,
-    WRITE,
     TestClient,
-    desk_client,
-    label_small_archive,
     post,
     segment_links,
     segment_of,
     sql,
-    verdicts_on,
 )
-
-
-@pytest.fixture(scope="module")
-def out(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
-    return label_small_archive(tmp_path_factory.mktemp("desk"), tiny_model_dir)
-
-
-@pytest.fixture(scope="module")
-def client(out: Path, tiny_model_dir: Path) -> Iterator[TestClient]:
-    with desk_client(out, tiny_model_dir) as test_client:
-        yield test_client
 
 
 def test_overview_shows_totals_labels_recordings_and_links(client: TestClient, out: Path) -> None:
@@ -260,99 +244,6 @@ def test_audio_is_the_segment_cut_with_range_reads(
     np.testing.assert_array_equal(clip, source)
     size = (out.parent / "archive" / "long.wav").stat().st_size
     assert 0 < counter[0] < size / 20  # the 5 s and the header, not the 300 s
-
-
-def test_a_verdict_is_written_and_a_second_one_supersedes_it(client: TestClient, out: Path) -> None:
-    sid = segment_of(out, "noise0.wav", 0)
-    ((uri, start_s, end_s),) = sql(
-        out,
-        "SELECT uri, start_s, end_s FROM segments "
-        "WHERE recording_id || ':' || segment_index = getvariable('s')",
-        s=sid,
-    )
-    first = post(client, {"segment_id": sid, "model": MODEL, "label": "dog", "verdict": "present"})
-    assert first.status_code == 200, first.text
-    assert first.json()["written"][0]["verdict"] == "present"
-    assert verdicts_on(out, sid) == [("dog", "present", "tester", 1, uri, start_s, end_s)]
-    assert (
-        post(client, {"segment_id": sid, "model": MODEL, "label": " dog ", "verdict": "absent"}).status_code
-        == 200
-    )
-    assert verdicts_on(out, sid) == [("dog", "absent", "tester", 2, uri, start_s, end_s)]
-    page = client.get(f"/segments/{sid}").text
-    assert "<td>absent</td><td>tester</td>" in page
-
-
-def test_other_label_is_absent_plus_present_in_one_file(client: TestClient, out: Path) -> None:
-    sid = segment_of(out, "noise1.wav", 0)
-    answer = post(
-        client,
-        {"segment_id": sid, "model": MODEL, "label": "rain", "verdict": "absent", "other_label": "chainsaw"},
-    )
-    assert answer.status_code == 200, answer.text
-    assert [r[:2] for r in verdicts_on(out, sid)] == [("chainsaw", "present"), ("rain", "absent")]
-
-
-@pytest.mark.parametrize(
-    "change",
-    [
-        {"verdict": "maybe"},
-        {"label": ""},
-        {"label": "x" * 81},
-        {"label": "bad\nlabel"},
-        {"segment_id": "zz:1"},
-        {"segment_id": "0123456789abcdef:1234567890"},
-        {"uri": "/etc/passwd"},  # where the segment lies is not the client's to say
-        {"other_label": "rain"},  # with 'present'
-        {"model": ""},
-    ],
-)
-def test_invalid_fields_are_422(client: TestClient, out: Path, change: dict[str, Any]) -> None:
-    body = {
-        "segment_id": segment_of(out, "noise2.wav", 2),
-        "model": MODEL,
-        "label": "dog",
-        "verdict": "present",
-    }
-    answer = post(client, {**body, **change})
-    assert answer.status_code == 422, answer.text
-    assert verdicts_on(out, body["segment_id"]) == []
-
-
-def test_oversize_unknown_and_cross_site_writes_are_refused(client: TestClient, out: Path) -> None:
-    sid = segment_of(out, "noise2.wav", 3)
-    body = {"segment_id": sid, "model": MODEL, "label": "dog", "verdict": "present"}
-    big = client.post("/api/annotations", content=b'{"label": "' + b"x" * 17_000 + b'"}', headers=WRITE)
-    assert big.status_code == 413
-    assert post(client, {**body, "segment_id": "0123456789abcdef:0"}).status_code == 404
-    assert post(client, {**body, "model": "other-model-1.0"}).status_code == 404
-    assert post(client, body, headers={}).status_code == 403  # no X-Audify: a cross-site form
-    assert post(client, body, headers={**WRITE, "Origin": "http://evil.example"}).status_code == 403
-    assert verdicts_on(out, sid) == []
-    assert post(client, body, headers={**WRITE, "Origin": BASE}).status_code == 200
-
-
-def test_a_foreign_host_header_is_refused(client: TestClient) -> None:
-    assert client.get("/", headers={"Host": "evil.example"}).status_code == 400
-    assert client.get("/", headers={"Host": "localhost:8765"}).status_code == 200
-    assert client.get("/", headers={"Host": "127.0.0.1.evil.example"}).status_code == 400
-
-
-def test_other_hosts_need_the_token(out: Path, tiny_model_dir: Path) -> None:
-    app = create_app(
-        AppSettings(out=str(out), model=str(tiny_model_dir), host="0.0.0.0", token="s3cret-token")
-    )
-    with TestClient(app, base_url="http://desk.example") as remote:
-        assert remote.get("/").status_code == 401
-        assert remote.get("/", params={"token": "wrong"}).status_code == 401
-        assert remote.get("/", headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
-        first = remote.get(
-            "/segments", params={"token": "s3cret-token", "offset": "0"}, follow_redirects=False
-        )
-        assert first.status_code == 303 and first.headers["location"] == "/segments?offset=0"
-        cookie = first.headers["set-cookie"].lower()
-        assert "httponly" in cookie and "samesite=strict" in cookie
-        assert remote.get("/segments").status_code == 200  # the cookie from now on
 
 
 def test_queue_pages_list_what_review_queues_return(client: TestClient, out: Path) -> None:

@@ -1,11 +1,10 @@
 """The review desk's review tools through FastAPI's TestClient over a real small OUT: calibration,
-custom heads, review of any label, queue fallbacks (the pages and writes are in test_app.py)."""
+custom heads, review of any label, queue fallbacks (pages: test_app.py, writes: test_app_writes.py)."""
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from html import escape, unescape
 from pathlib import Path
 from urllib.parse import quote
@@ -30,8 +29,6 @@ from tests.app_helpers import (
     MODEL,
     WRITE,
     TestClient,
-    desk_client,
-    label_small_archive,
     post,
     segment_links,
     segment_of,
@@ -39,17 +36,6 @@ from tests.app_helpers import (
     verdicts_on,
 )
 from tests.synthetic_output import M1, RUN1, T0, Rec, segments_table, write_part, write_run
-
-
-@pytest.fixture(scope="module")
-def out(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
-    return label_small_archive(tmp_path_factory.mktemp("desk"), tiny_model_dir)
-
-
-@pytest.fixture(scope="module")
-def client(out: Path, tiny_model_dir: Path) -> Iterator[TestClient]:
-    with desk_client(out, tiny_model_dir) as test_client:
-        yield test_client
 
 
 def write_verdicts(out: Path, verdicts: list[tuple[str, str, Verdict]], annotator: str = "ana") -> None:

@@ -30,8 +30,9 @@ from audify_batch.model.thresholds_file import (
     read_json,
     read_thresholds,
 )
-from audify_batch.review.heads import resolve_model, write_bytes_atomic
+from audify_batch.review.heads import resolve_model
 from audify_batch.store.query import fetch_file, normalize_out
+from audify_batch.store.sink import write_bytes_atomic
 
 WILSON_Z = 1.959963984540054  # two-sided 95 %
 MIN_REVIEWS = 10  # reviewed segments at or above a threshold before it is trusted

@@ -40,10 +40,10 @@ from fsspec.core import url_to_fs
 from audify_batch.fs import is_local
 from audify_batch.review import embedding_cache
 from audify_batch.review.head_fit import LinearHead
-from audify_batch.review.heads import load_head, write_bytes_atomic
+from audify_batch.review.heads import load_head
 from audify_batch.store import schema as S
 from audify_batch.store.query import connect, fetch_file, normalize_out
-from audify_batch.store.sink import write_parquet_atomic
+from audify_batch.store.sink import write_bytes_atomic, write_parquet_atomic
 
 HEAD_SCORES = "head_scores"  # folder under OUT
 HEAD = "head"

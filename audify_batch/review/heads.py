@@ -25,12 +25,10 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from fsspec import AbstractFileSystem
 from fsspec.core import url_to_fs
 from safetensors.numpy import load as load_tensors
 from safetensors.numpy import save as save_tensors
 
-from audify_batch.fs import is_local
 from audify_batch.review.head_fit import (
     L2_DEFAULT,
     CrossValidation,
@@ -41,6 +39,7 @@ from audify_batch.review.head_fit import (
 )
 from audify_batch.store import schema as S
 from audify_batch.store.query import connect, fetch_file, normalize_out, read_sql, set_params
+from audify_batch.store.sink import write_bytes_atomic
 
 HEADS = "heads"  # folder under OUT
 HEAD_FORMAT = "audify-head"
@@ -131,16 +130,6 @@ class TrainedHead:
 
 def head_folder(out: str | os.PathLike[str], name: str) -> str:
     return posixpath.join(normalize_out(out), HEADS, check_head_name(name))
-
-
-def write_bytes_atomic(fs: AbstractFileSystem, path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` whole or not at all (rename on local disk, one PUT on object stores)."""
-    fs.makedirs(posixpath.dirname(path), exist_ok=True)
-    target = f"{path}.{uuid.uuid4().hex[:8]}.tmp" if is_local(fs) else path
-    with fs.open(target, "wb") as handle:
-        handle.write(data)
-    if target != path:
-        fs.mv(target, path)
 
 
 def save_head(

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import posixpath
 import uuid
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -32,17 +33,28 @@ TMP_SUFFIX = ".tmp"
 STREAM_BLOCK_BYTES = 8 << 20  # upload part size of a streamed segments file on object stores
 
 
-def write_parquet_atomic(fs: AbstractFileSystem, table: pa.Table, path: str, **options: Any) -> None:
-    """Write ``table`` to ``path`` atomically (rename on local disk, one PUT on object stores).
-
-    ``options`` go to ``pyarrow.parquet.write_table`` (e.g. ``row_group_size``).
-    """
+@contextmanager
+def open_atomic(fs: AbstractFileSystem, path: str) -> Iterator[Any]:
+    """A binary file handle whose content appears at ``path`` whole or not at all: written under a
+    temporary name and renamed on local disk, one PUT on object stores (no object until closed)."""
     fs.makedirs(posixpath.dirname(path), exist_ok=True)
     target = f"{path}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}" if is_local(fs) else path
     with fs.open(target, "wb") as handle:
-        pq.write_table(table, handle, compression="zstd", **options)
+        yield handle
     if target != path:
         fs.mv(target, path)
+
+
+def write_parquet_atomic(fs: AbstractFileSystem, table: pa.Table, path: str, **options: Any) -> None:
+    """Write ``table`` to ``path`` atomically; ``options`` go to ``pyarrow.parquet.write_table``."""
+    with open_atomic(fs, path) as handle:
+        pq.write_table(table, handle, compression="zstd", **options)
+
+
+def write_bytes_atomic(fs: AbstractFileSystem, path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` whole or not at all."""
+    with open_atomic(fs, path) as handle:
+        handle.write(data)
 
 
 @dataclass(frozen=True)

@@ -1,18 +1,22 @@
 """Benchmark: ``audify head apply``, segments scored per second from stored embeddings.
 
-Writes a synthetic OUT of N segments in the real segments schema (zstd Parquet, the sink's
-encodings, parts of --part-rows rows), saves a random head for it, then prints the median of
---repeat runs of:
+Writes a synthetic OUT of N segments in the real segments schema (the sink's derived
+``embedding_f16`` column, encodings and compression, parts of --part-rows rows; ``--layout legacy``:
+parts as written before ``embedding_f16`` existed), saves a random head for it, then prints the
+median of --repeat runs of:
 
-- apply --cache: the whole ``apply_head`` reading through the local embedding cache, first
-  (filling it: a Parquet read plus an IPC write) and then with the cache filled;
+- apply --cache (legacy layout only: parts with ``embedding_f16`` are never cached): the whole
+  ``apply_head`` reading through the local embedding cache, first (filling it: a Parquet read
+  plus an IPC write) and then with the cache filled;
 - apply: the whole ``apply_head`` (plan from the views, pyarrow scan, matvec, scores written);
-- scan (pyarrow): the record batches of the current segments alone, embeddings viewed as
-  (N, D) float32 without a copy;
+- scan (pyarrow): the record batches of the current segments alone, scored as ``apply_head``
+  scores them (``embedding_f16`` viewed as (N, D) float16 and widened in blocks, or the float32
+  list viewed as (N, D) without a copy);
 - scan (DuckDB): the same columns through the ``embeddings`` view, as Arrow record batches;
-- matvec: the head's scores of an in-memory (N, D) matrix (what is left without Parquet).
+- matvec: the head's scores of an in-memory (N, D) matrix, float32 or float16 widened in blocks
+  (what is left without Parquet).
 
-    PYTHONPATH=. .venv/bin/python bench/bench_head_apply.py --rows 300000 --dim 512
+    PYTHONPATH=. .venv/bin/python bench/bench_head_apply.py --rows 1000000 --dim 1024
 """
 
 from __future__ import annotations
@@ -29,12 +33,19 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from audify_batch.review.head_apply import apply_head, embedding_matrix, read_plan, scan_current
+from audify_batch.review.head_apply import (
+    apply_head,
+    batch_scores,
+    embedding_matrix,
+    half_products,
+    read_plan,
+    scan_current,
+)
 from audify_batch.review.head_fit import CrossValidation, LinearHead
 from audify_batch.review.heads import HeadCard, TrainedHead, load_head, save_head
 from audify_batch.store import schema as S
+from audify_batch.store import segments_file as SF
 from audify_batch.store.query import connect
-from audify_batch.store.sink import dictionary_columns
 
 NAME, VERSION, RUN = "bench-model", "1.0.0", "20260101T000000Z-bench"
 MODEL = S.model_label(NAME, VERSION)
@@ -95,24 +106,24 @@ def recordings_table(first: int, n_recordings: int) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=S.RECORDINGS_SCHEMA)
 
 
-def write_out(out: Path, rows: int, dim: int, part_rows: int) -> int:
-    """A synthetic OUT of about ``rows`` segments; returns how many it holds."""
+def write_out(out: Path, rows: int, dim: int, part_rows: int, legacy: bool) -> int:
+    """A synthetic OUT of about ``rows`` segments; returns how many it holds. ``legacy``: without
+    ``embedding_f16``, as parts were written before it existed."""
     rng = np.random.default_rng(0)
     per_part = max(1, part_rows // SEGMENTS_PER_RECORDING)
     n_recordings = max(1, rows // SEGMENTS_PER_RECORDING)
     partition = S.model_partition(NAME, VERSION)
-    schema = S.segments_schema(dim)
     for seq, first in enumerate(range(0, n_recordings, per_part)):
         count = min(per_part, n_recordings - first)
         name = f"part-{RUN}-{seq:05d}.parquet"
-        for table_name, table in (
-            (S.SEGMENTS, segments_table(rng, first, count, dim)),
-            (S.RECORDINGS, recordings_table(first, count)),
-        ):
+        segments = segments_table(rng, first, count, dim)
+        if not legacy:
+            segments = SF.with_embedding_f16(segments)
+        for table_name, table in ((S.SEGMENTS, segments), (S.RECORDINGS, recordings_table(first, count))):
             path = out / table_name / partition / name
             path.parent.mkdir(parents=True, exist_ok=True)
-            options = {"use_dictionary": dictionary_columns(schema)} if table_name == S.SEGMENTS else {}
-            pq.write_table(table, path, compression="zstd", **options)
+            options = SF.write_options(table.schema) if table_name == S.SEGMENTS else {}
+            pq.write_table(table, path, **({"compression": "zstd"} | options))
     return n_recordings * SEGMENTS_PER_RECORDING
 
 
@@ -159,8 +170,8 @@ def fixed_cost(out: Path) -> int:
 
 def scan_pyarrow(out: Path, head: LinearHead, dim: int) -> int:
     n = 0
-    for batch in scan_current(out, MODEL, read_plan(out, MODEL)):
-        n += len(head.scores(embedding_matrix(batch.column(S.EMBEDDING), dim)))
+    for batch in scan_current(out, MODEL, read_plan(out, MODEL), dim):
+        n += len(batch_scores(batch, head))
     return n
 
 
@@ -183,15 +194,17 @@ def report(what: str, n: int, seconds: float, note: str = "") -> None:
     print(f"{what:<40} {n / seconds:>12,.0f} segments/s  {note}".rstrip())
 
 
-def measure(out: Path, n: int, dim: int, repeat: int, cache: Path) -> None:
-    """Print each figure of the module docstring."""
+def measure(out: Path, n: int, dim: int, repeat: int, cache: Path | None) -> None:
+    """Print each figure of the module docstring (the cache's only when ``cache`` is given)."""
     head = LinearHead(np.random.default_rng(1).standard_normal(dim).astype(np.float32), 0.0)
-    started = time.perf_counter()
-    apply_head(out, "bench", cache_dir=cache)
-    report("apply --cache, first (fills the cache)", n, time.perf_counter() - started)
     fixed_s, _ = median_s(lambda: fixed_cost(out), repeat)
-    figures = {
-        "apply --cache, cache filled": lambda: apply_head(out, "bench", cache_dir=cache).n_segments,
+    figures: dict[str, Callable[[], int]] = {}
+    if cache is not None:
+        started = time.perf_counter()
+        apply_head(out, "bench", cache_dir=cache)
+        report("apply --cache, first (fills the cache)", n, time.perf_counter() - started)
+        figures["apply --cache, cache filled"] = lambda: apply_head(out, "bench", cache_dir=cache).n_segments
+    figures |= {
         "apply (plan, scan, score, write)": lambda: apply_head(out, "bench").n_segments,
         "scan (pyarrow) + matvec": lambda: scan_pyarrow(out, head, dim),
         "scan (DuckDB embeddings view) + matvec": lambda: scan_duckdb(out, head, dim),
@@ -199,13 +212,18 @@ def measure(out: Path, n: int, dim: int, repeat: int, cache: Path) -> None:
     for what, run in figures.items():
         seconds, handled = median_s(run, repeat)
         report(what, handled, seconds, f"({handled} in {seconds:.2f} s, median of {repeat})")
-        if what.startswith("apply --cache"):
+        if what.startswith("apply"):
             report(
                 "  the same past its fixed cost", handled, seconds - fixed_s, f"({fixed_s:.2f} s: head, plan)"
             )
     matrix = np.random.default_rng(2).standard_normal((min(n, 200_000), dim), dtype=np.float32)
     seconds, handled = median_s(lambda: len(head.scores(matrix)), repeat)
-    report("matvec alone (in memory)", handled, seconds)
+    report("matvec alone (in memory, float32)", handled, seconds)
+    half = matrix.astype(np.float16)
+    seconds, handled = median_s(
+        lambda: len(head.scores_of_products(half_products(half, head.weight))), repeat
+    )
+    report("matvec alone (in memory, float16 widened)", handled, seconds)
 
 
 def main() -> None:
@@ -215,19 +233,23 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=512, help="embedding length (default model: 1024)")
     parser.add_argument("--part-rows", type=int, default=50_000, help="segments per Parquet part")
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure (median printed)")
+    parser.add_argument(
+        "--layout", choices=("current", "legacy"), default="current", help="legacy: no embedding_f16"
+    )
     parser.add_argument("--out", type=Path, help="where to write OUT (default: a temporary folder)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-head-") as tmp:
         out = args.out or Path(tmp) / "out"
         started = time.perf_counter()
-        n = write_out(out, args.rows, args.dim, args.part_rows)
+        n = write_out(out, args.rows, args.dim, args.part_rows, args.layout == "legacy")
         size_mb = sum(p.stat().st_size for p in (out / S.SEGMENTS).rglob("*.parquet")) / 1e6
         print(
-            f"OUT: {n} segments of {args.dim}-d, {size_mb:.0f} MB of segments Parquet, "
-            f"written in {time.perf_counter() - started:.1f} s"
+            f"OUT ({args.layout} layout): {n} segments of {args.dim}-d, "
+            f"{size_mb:.0f} MB of segments Parquet, written in {time.perf_counter() - started:.1f} s"
         )
         save_random_head(out, args.dim)
-        measure(out, n, args.dim, args.repeat, Path(tmp) / "cache")
+        cache = Path(tmp) / "cache" if args.layout == "legacy" else None
+        measure(out, n, args.dim, args.repeat, cache)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ would put it first. B's top label is ``o'clock``; E's URI has a quote too.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import zlib
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from audify_batch.store import schema as S
+from audify_batch.store import segments_file as SF
 
 MODEL_NAME = "audify-esc50-resnet"
 M1_VERSION = "1.0.0"
@@ -177,16 +179,30 @@ def recordings_table(model: str, run_id: str, recs: list[Rec], finished_at: date
 
 
 def write_part(
-    out: Path, model: str, run_id: str, seq: int, recs: list[Rec], dim: int, at: datetime, commit: bool = True
+    out: Path,
+    model: str,
+    run_id: str,
+    seq: int,
+    recs: list[Rec],
+    dim: int,
+    at: datetime,
+    commit: bool = True,
+    legacy: bool = False,
 ) -> None:
-    """Segments first (only when there are rows, like the sink), then the recordings commit record."""
+    """Segments first (only when there are rows, like the sink), then the recordings commit record.
+    The segments file is laid out as the sink lays it out (``store/segments_file.py``) or, with
+    ``legacy``, as parts were written before ``embedding_f16`` existed."""
     name = f"part-{run_id}-{seq:05d}.parquet"
     partition = f"{S.MODEL_PARTITION}={model}"
     segments = segments_table(model, run_id, recs, dim)
     if segments.num_rows:
         path = out / S.SEGMENTS / partition / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(segments, path)
+        if legacy:
+            pq.write_table(segments, path)
+        else:
+            segments = SF.with_embedding_f16(segments)
+            pq.write_table(segments, path, **SF.write_options(segments.schema))
     if commit:
         path = out / S.RECORDINGS / partition / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -220,8 +236,12 @@ def write_run(out: Path, model: str, run_id: str, started: datetime, recs: list[
     pq.write_table(pa.Table.from_pylist([row], schema=S.RUNS_SCHEMA), path)
 
 
-def write_synthetic_output(out: Path, m1_dim: int = 8, m2_dim: int = 8) -> SyntheticOutput:
-    """Write the story of the module docstring under ``out``; returns where and the embedding dims."""
+def write_synthetic_output(
+    out: Path, m1_dim: int = 8, m2_dim: int = 8, legacy: bool = False
+) -> SyntheticOutput:
+    """Write the story of the module docstring under ``out``; returns where and the embedding dims.
+    ``legacy``: segments parts as written before ``embedding_f16`` existed."""
+    part = functools.partial(write_part, legacy=legacy)
     a2 = vector("A2", m1_dim)
     a2_m2 = vector("A2-M2", m2_dim)
     b_m2 = {0: near(a2_m2, "B0-M2")} | ({2: a2} if m2_dim == m1_dim else {})
@@ -234,8 +254,8 @@ def write_synthetic_output(out: Path, m1_dim: int = 8, m2_dim: int = 8) -> Synth
         Rec(URI_D, S.STATUS_LABELED, D_RUN1),
         Rec(URI_E, S.STATUS_LABELED, E_RUN1),
     ]
-    write_part(out, M1, RUN1, 0, run1[:3], m1_dim, T0 + timedelta(minutes=1))
-    write_part(out, M1, RUN1, 1, run1[3:], m1_dim, T0 + timedelta(minutes=2))
+    part(out, M1, RUN1, 0, run1[:3], m1_dim, T0 + timedelta(minutes=1))
+    part(out, M1, RUN1, 1, run1[3:], m1_dim, T0 + timedelta(minutes=2))
     write_run(out, M1, RUN1, T0, run1)
 
     run2 = [
@@ -244,19 +264,19 @@ def write_synthetic_output(out: Path, m1_dim: int = 8, m2_dim: int = 8) -> Synth
         Rec(URI_D, S.STATUS_LABELED, D_RUN2, fingerprint="fp2"),
         Rec(URI_E, S.STATUS_FAILED, error=ERROR_E, fingerprint="fp2"),
     ]
-    write_part(out, M1, RUN2, 0, run2[:1], m1_dim, T0 + day)  # skipped only: no segments part
-    write_part(out, M1, RUN2, 1, run2[1:], m1_dim, T0 + day + timedelta(minutes=1))
+    part(out, M1, RUN2, 0, run2[:1], m1_dim, T0 + day)  # skipped only: no segments part
+    part(out, M1, RUN2, 1, run2[1:], m1_dim, T0 + day + timedelta(minutes=1))
     write_run(out, M1, RUN2, T0 + day, run2)
 
-    write_part(out, M1, RUN3, 0, [Rec(URI_G, S.STATUS_LABELED, G_RUN3)], m1_dim, T0 + 2 * day)
+    part(out, M1, RUN3, 0, [Rec(URI_G, S.STATUS_LABELED, G_RUN3)], m1_dim, T0 + 2 * day)
     debris = [Rec(URI_A, S.STATUS_LABELED, ORPHAN_A), Rec(URI_G, S.STATUS_LABELED, G_RUN3)]
-    write_part(out, M1, RUN3, 1, debris, m1_dim, T0 + 2 * day, commit=False)
+    part(out, M1, RUN3, 1, debris, m1_dim, T0 + 2 * day, commit=False)
 
     run4 = [
         Rec(URI_A, S.STATUS_LABELED, A_M2, embeddings={2: a2_m2}),
         Rec(URI_B, S.STATUS_LABELED, B_M2, embeddings=b_m2),
     ]
-    write_part(out, M2, RUN4, 0, run4, m2_dim, T0 + 3 * day)
+    part(out, M2, RUN4, 0, run4, m2_dim, T0 + 3 * day)
     write_run(out, M2, RUN4, T0 + 3 * day, run4)
     return SyntheticOutput(out, {M1: m1_dim, M2: m2_dim})
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import fsspec
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from audify_batch.cli.main import main
@@ -197,21 +198,35 @@ def constructed_head(dim: int = 8) -> TrainedHead:
     return TrainedHead(card, LinearHead(weight, 0.25), cv)
 
 
-@pytest.fixture
-def story(tmp_path: Path) -> Path:
+def write_story(out: Path, legacy: bool) -> Path:
     """The synthetic story (debris, superseded and failed recordings) with A relabeled in RUN5, so
-    that RUN1's first part holds a current recording (B) and a superseded one (A); and a head."""
-    out = write_synthetic_output(tmp_path / "out").out
+    that RUN1's first part holds a current recording (B) and a superseded one (A); and a head.
+    RUN5's part is always in the legacy layout (no ``embedding_f16``); the others only if ``legacy``."""
+    write_synthetic_output(out, legacy=legacy)
     relabel = [Rec(URI_A, S.STATUS_LABELED, A_M1[:4])]
-    write_part(out, M1, RUN5, 0, relabel, 8, T0 + timedelta(days=4))
+    write_part(out, M1, RUN5, 0, relabel, 8, T0 + timedelta(days=4), legacy=True)
     write_run(out, M1, RUN5, T0 + timedelta(days=4), relabel)
     save_head(out, constructed_head())
     return out
 
 
+@pytest.fixture
+def story(tmp_path: Path) -> Path:
+    """Parts of both layouts: RUN5's legacy, the others as the sink writes them."""
+    return write_story(tmp_path / "out", legacy=False)
+
+
+def half_runs(out: Path) -> set[str]:
+    """The runs whose M1 segments parts carry ``embedding_f16``."""
+    parts = (out / S.SEGMENTS / f"{S.MODEL_PARTITION}={M1}").glob("part-*.parquet")
+    return {p.name[5:-14] for p in parts if S.EMBEDDING_F16 in pq.read_schema(p).names}
+
+
 def current_scores(out: Path) -> dict[tuple[str, int, str], float]:
-    """Expected: sigmoid(x . w + b) of every current M1 segment, keyed by (recording, index, run)."""
+    """Expected: sigmoid(x . w + b) of every current M1 segment, keyed by (recording, index, run); x
+    rounded to float16 where the segment's part carries ``embedding_f16`` (what the apply reads)."""
     head = constructed_head().head
+    half = half_runs(out)
     con = connect(out)
     try:
         rows = fetch(
@@ -222,7 +237,11 @@ def current_scores(out: Path) -> dict[tuple[str, int, str], float]:
         ).rows
     finally:
         con.close()
-    return {(r, i, run): float(head.scores(np.array([e], np.float32))[0]) for r, i, run, e in rows}
+    dtype = {True: np.float16, False: np.float32}
+    return {
+        (r, i, run): float(head.scores(np.array([e], dtype[run in half]).astype(np.float32))[0])
+        for r, i, run, e in rows
+    }
 
 
 def stored_scores(out: Path) -> dict[tuple[str, int, str], float]:
@@ -269,7 +288,26 @@ def test_apply_again_leaves_one_set_of_scores(story: Path) -> None:
     assert stored_scores(story) == pytest.approx(current_scores(story), abs=1e-6)
 
 
-def test_apply_through_the_cache_gives_the_same_scores(story: Path, tmp_path: Path) -> None:
+def test_apply_reads_the_float16_copy_where_a_part_has_one(story: Path) -> None:
+    assert half_runs(story) == {RUN1, "20240502T100000Z-3c4d", RUN3}  # RUN5's part is legacy
+    apply_head(story, "probe")
+    stored, expected = stored_scores(story), current_scores(story)
+    assert stored.keys() == expected.keys()
+    assert all(stored[k] == pytest.approx(v, abs=1e-6) for k, v in expected.items())
+    head, con = constructed_head().head, connect(story)
+    try:
+        rows = fetch(con, "SELECT recording_id, segment_index, run_id, embedding FROM segments").rows
+    finally:
+        con.close()
+    float32 = {(r, i, run): float(head.scores(np.array([e], np.float32))[0]) for r, i, run, e in rows}
+    differs = [k for k in expected if abs(float32[k] - stored[k]) > 1e-6]
+    assert differs and all(k[2] != RUN5 for k in differs)  # float16 rounding shows, only where read
+    assert max(abs(float32[k] - stored[k]) for k in expected) < 1e-3
+
+
+def test_apply_through_the_cache_gives_the_same_scores(tmp_path: Path) -> None:
+    story = write_story(tmp_path / "out", legacy=True)
+    assert half_runs(story) == set()
     cache = tmp_path / "cache"
     for _ in range(2):  # fills the cache, then reads it
         apply_head(story, "probe", cache_dir=cache, rows_per_part=5)

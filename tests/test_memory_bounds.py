@@ -29,7 +29,8 @@ from audify_batch.run.rows import SPILL_BYTES, RowCollector
 from audify_batch.store import schema as S
 from audify_batch.store import sink as sink_module
 from audify_batch.store.query import run_sql
-from audify_batch.store.sink import ParquetSink, dictionary_columns
+from audify_batch.store.segments_file import dictionary_columns
+from audify_batch.store.sink import ParquetSink
 from tests.archive_builders import truncated_flac
 from tests.conftest import SEGMENT_KEYS, assert_same_segments, write_noise
 from tests.fakes import fake_card
@@ -143,7 +144,23 @@ def test_the_streamed_part_writes_the_embedding_without_a_dictionary(tmp_path: P
     }
     assert "RLE_DICTIONARY" not in encodings["embedding.list.element"]
     assert "RLE_DICTIONARY" in encodings["labels.list.element"] and "RLE_DICTIONARY" in encodings["uri"]
-    assert set(dictionary_columns(collector.schema)) == set(encodings) - {"embedding.list.element"}
+    plain = {"embedding.list.element", S.EMBEDDING_F16}
+    assert set(dictionary_columns(collector.schema)) == set(encodings) - plain
+    assert_float16_copy(path)
+
+
+def assert_float16_copy(path: Path) -> None:
+    """The part carries ``embedding_f16``: each embedding as float16, plain and uncompressed."""
+    group = pq.read_metadata(path).row_group(0)
+    chunks = {group.column(i).path_in_schema: group.column(i) for i in range(group.num_columns)}
+    f16 = chunks[S.EMBEDDING_F16]
+    assert "RLE_DICTIONARY" not in f16.encodings and f16.compression == "UNCOMPRESSED"
+    assert f16.statistics is None and chunks["uri"].compression == "ZSTD"
+    table = pq.read_table(path, columns=[S.EMBEDDING, S.EMBEDDING_F16])
+    dim = table.schema.field(S.EMBEDDING).type.list_size
+    stored = np.frombuffer(b"".join(table.column(S.EMBEDDING_F16).to_pylist()), "<f2").reshape(-1, dim)
+    expected = np.array(table.column(S.EMBEDDING).to_pylist(), np.float32).astype(np.float16)
+    assert table.num_rows > 0 and np.array_equal(stored, expected)
 
 
 def test_a_buffered_part_writes_the_embedding_without_a_dictionary(tmp_path: Path) -> None:
@@ -183,6 +200,7 @@ def test_a_buffered_part_writes_the_embedding_without_a_dictionary(tmp_path: Pat
     }
     assert "RLE_DICTIONARY" not in encodings["embedding.list.element"]
     assert "RLE_DICTIONARY" in encodings["labels.list.element"]
+    assert_float16_copy(path)
 
 
 # A run with a tiny spill budget streams every recording into its own part, one row group per

@@ -91,8 +91,9 @@ def add_review_parsers(commands: Any) -> None:
     apply.add_argument("--head", required=True, help="the head's name")
     apply.add_argument(
         "--cache",
-        help="local folder caching the embeddings uncompressed (about their size on disk): "
-        "the next apply reads them several times faster",
+        help="local folder caching the embeddings of segments parts written before audify-batch "
+        "stored a float16 copy (embedding_f16), uncompressed (about their size on disk): the next "
+        "apply reads them several times faster; parts with the copy are read directly",
     )
 
 

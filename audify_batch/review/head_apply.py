@@ -4,8 +4,11 @@
 Which rows are current comes from the ``recordings`` view (the one definition): the segments
 parts holding current recordings are read with pyarrow, whole where every recording in them is
 current, else filtered to those that are; debris and superseded rows are never read as current.
-Each record batch's FixedSizeList embedding is viewed as an (N, D) float32 matrix without a copy
-and scored with one matrix-vector product.
+Parts that carry ``embedding_f16`` (every part written since it exists) are read through it: a
+fixed-width float16 column Parquet decodes at memory speed, viewed as an (N, D) matrix without a
+copy, widened to float32 in cache-sized blocks and scored with a matrix-vector product. Older parts
+are read through their list of float32 (``embedding``), a few times slower, optionally through a
+local cache (``embedding_cache``).
 
 Rerun policy: an apply writes its parts as ``part-<apply_id>-<seq>.parquet`` (each whole or not
 at all), then the marker ``commit-<apply_id>.json``, and only then removes the files of older
@@ -25,6 +28,7 @@ import posixpath
 import re
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +38,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import torch
 from fsspec import AbstractFileSystem
 from fsspec.core import url_to_fs
 
@@ -43,6 +49,7 @@ from audify_batch.review.head_fit import LinearHead
 from audify_batch.review.heads import load_head
 from audify_batch.store import schema as S
 from audify_batch.store.query import connect, fetch_file, normalize_out
+from audify_batch.store.segments_file import embedding_f16_matrix
 from audify_batch.store.sink import write_bytes_atomic, write_parquet_atomic
 
 HEAD_SCORES = "head_scores"  # folder under OUT
@@ -51,7 +58,10 @@ SCORE = "score"
 HEAD_VERSION = "head_version"
 BATCH_ROWS = 65_536  # segments per record batch read
 ROWS_PER_PART = 1_000_000  # segments per written part
-READ_COLUMNS = (S.RECORDING_ID, S.SEGMENT_INDEX, S.URI, S.START_S, S.END_S, S.RUN_ID, S.EMBEDDING)
+WIDEN_ROWS = 1024  # float16 rows widened to float32 at a time: 4 MiB of a 1024-d model, in cache
+KEY_COLUMNS = (S.RECORDING_ID, S.SEGMENT_INDEX, S.URI, S.START_S, S.END_S, S.RUN_ID)
+READ_COLUMNS = (*KEY_COLUMNS, S.EMBEDDING)
+READ_COLUMNS_F16 = (*KEY_COLUMNS, S.EMBEDDING_F16)
 _APPLY_FILE = re.compile(r"(?:part-(?P<part>.+)-\d+\.parquet(?:\..+\.tmp)?|commit-(?P<commit>.+)\.json)")
 
 HEAD_SCORES_SCHEMA = pa.schema(
@@ -126,39 +136,89 @@ def _arrow_fs(fs: AbstractFileSystem) -> pafs.FileSystem:
     return pafs.LocalFileSystem() if is_local(fs) else pafs.PyFileSystem(pafs.FSSpecHandler(fs))
 
 
+def half_products(x16: np.ndarray, weight: np.ndarray, block_rows: int = WIDEN_ROWS) -> np.ndarray:
+    """(N,) float32 ``x16 @ weight`` of (N, D) float16 rows, each block of rows widened to float32
+    first: float32 sums of the exact float16 values (torch widens with the CPU's vector units,
+    about 30x numpy's ``astype``), into one reused block (a new one each time costs page faults).
+
+    On one torch thread, restored after: the Parquet reader decodes the next batches on the other
+    cores meanwhile, and two thread pools on the same cores made the widening 3x slower (measured).
+    """
+    with warnings.catch_warnings():  # a view of Arrow's read-only buffer, only ever read
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        rows = torch.from_numpy(x16)
+    w = torch.from_numpy(weight)
+    out = torch.empty(len(x16), dtype=torch.float32)
+    block = torch.empty((min(block_rows, len(x16)), x16.shape[1]), dtype=torch.float32)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for start in range(0, len(x16), block_rows):
+            stop = min(start + block_rows, len(x16))
+            widened = block[: stop - start]
+            widened.copy_(rows[start:stop])
+            torch.mv(widened, w, out=out[start:stop])
+    finally:
+        torch.set_num_threads(threads)
+    return out.numpy()
+
+
+def has_f16(arrow_fs: pafs.FileSystem, path: str, dim: int) -> bool:
+    """Whether the segments part at ``path`` carries ``embedding_f16`` of ``dim`` dimensions."""
+    schema = pq.read_schema(path, filesystem=arrow_fs)
+    return S.EMBEDDING_F16 in schema.names and schema.field(S.EMBEDDING_F16).type == pa.binary(2 * dim)
+
+
 def scan_current(
     out: str | os.PathLike[str],
     model: str,
     plans: list[PartPlan],
+    dim: int,
     batch_rows: int = BATCH_ROWS,
     storage_options: dict[str, Any] | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    """Record batches (``READ_COLUMNS``) of ``model``'s current segments, per ``plans``; read
-    through the local embedding cache in ``cache_dir`` (``embedding_cache``) when given."""
+    """Record batches of ``model``'s current segments, per ``plans``: ``READ_COLUMNS_F16`` from the
+    parts that carry ``embedding_f16`` of ``dim`` dimensions, ``READ_COLUMNS`` from the others
+    (read through the local embedding cache in ``cache_dir`` when given: ``embedding_cache``)."""
     fs, root = url_to_fs(normalize_out(out), **(storage_options or {}))
     arrow_fs = _arrow_fs(fs)
     folder = posixpath.join(root, S.SEGMENTS, f"{S.MODEL_PARTITION}={model}")
-    options: dict[str, Any] = {"columns": list(READ_COLUMNS), "batch_size": batch_rows}
-    options |= {"batch_readahead": 2, "fragment_readahead": 2}  # bounded memory: 1024-d rows are 4 KiB
+    readahead = {"batch_size": batch_rows, "batch_readahead": 2, "fragment_readahead": 2}
+    with_f16 = {p.part for p in plans if has_f16(arrow_fs, posixpath.join(folder, p.part), dim)}
+    half = [p for p in plans if p.part in with_f16]
+    full = [p for p in plans if p.part not in with_f16]
 
-    def read_part(part: str, wanted: ds.Expression | None = None) -> Iterator[pa.RecordBatch]:
-        dataset = ds.dataset(posixpath.join(folder, part), format="parquet", filesystem=arrow_fs)
-        return dataset.to_batches(filter=wanted, **options)
+    def read(columns: tuple[str, ...], parts: list[PartPlan]) -> Iterator[pa.RecordBatch]:
+        options = readahead | {"columns": list(columns)}  # bounded memory: a few batches in flight
+        whole = [posixpath.join(folder, p.part) for p in parts if p.recording_ids is None]
+        if whole:
+            yield from ds.dataset(whole, format="parquet", filesystem=arrow_fs).to_batches(**options)
+        for plan in parts:
+            if plan.recording_ids is not None:
+                wanted = ds.field(S.RECORDING_ID).isin(list(plan.recording_ids))
+                dataset = ds.dataset(posixpath.join(folder, plan.part), format="parquet", filesystem=arrow_fs)
+                yield from dataset.to_batches(filter=wanted, **options)
 
-    if cache_dir is not None:
-        cached = embedding_cache.cache_folder(cache_dir, out, model)
-        for plan in plans:
-            path = embedding_cache.cached_part(cached, plan.part, read_part)
-            yield from embedding_cache.read_cached(path, plan.recording_ids)
-        embedding_cache.prune(cached, {plan.part for plan in plans})
+    yield from read(READ_COLUMNS_F16, half)
+    if cache_dir is None:
+        yield from read(READ_COLUMNS, full)
         return
-    whole = [posixpath.join(folder, p.part) for p in plans if p.recording_ids is None]
-    if whole:
-        yield from ds.dataset(whole, format="parquet", filesystem=arrow_fs).to_batches(**options)
-    for plan in plans:
-        if plan.recording_ids is not None:
-            yield from read_part(plan.part, ds.field(S.RECORDING_ID).isin(list(plan.recording_ids)))
+    cached = embedding_cache.cache_folder(cache_dir, out, model)
+    for plan in full:
+        path = embedding_cache.cached_part(
+            cached, plan.part, lambda part: read(READ_COLUMNS, [PartPlan(part, None)])
+        )
+        yield from embedding_cache.read_cached(path, plan.recording_ids)
+    embedding_cache.prune(cached, {plan.part for plan in full})
+
+
+def batch_scores(batch: pa.RecordBatch, head: LinearHead) -> np.ndarray:
+    """The head's scores of a batch of ``READ_COLUMNS_F16`` or ``READ_COLUMNS``."""
+    if S.EMBEDDING_F16 in batch.schema.names:
+        x16 = embedding_f16_matrix(batch.column(S.EMBEDDING_F16), head.dim)
+        return head.scores_of_products(half_products(x16, head.weight))
+    return head.scores(embedding_matrix(batch.column(S.EMBEDDING), head.dim))
 
 
 def score_batches(
@@ -169,15 +229,11 @@ def score_batches(
         n = batch.num_rows
         if n == 0:
             continue
-        scores = head.scores(embedding_matrix(batch.column(S.EMBEDDING), head.dim))
         columns = [
             pa.repeat(model, n),
-            *(
-                batch.column(c)
-                for c in (S.RECORDING_ID, S.SEGMENT_INDEX, S.URI, S.START_S, S.END_S, S.RUN_ID)
-            ),
+            *(batch.column(c) for c in KEY_COLUMNS),
             pa.repeat(name, n),
-            pa.array(scores, pa.float32()),
+            pa.array(batch_scores(batch, head), pa.float32()),
             pa.repeat(head_version, n),
         ]
         yield pa.RecordBatch.from_arrays(columns, schema=HEAD_SCORES_SCHEMA)
@@ -220,7 +276,7 @@ def apply_head(
     folder = posixpath.join(root, HEAD_SCORES, f"{HEAD}={name}")
     apply_id = new_apply_id()
     batches = score_batches(
-        scan_current(out, card.model, plans, batch_rows, storage_options, cache_dir),
+        scan_current(out, card.model, plans, head.dim, batch_rows, storage_options, cache_dir),
         head,
         card.model,
         name,

@@ -37,7 +37,10 @@ class LinearHead:
 
     def scores(self, x: np.ndarray) -> np.ndarray:
         """(N,) float32 scores of (N, D) float32 embeddings."""
-        logits = x @ self.weight
+        return self.scores_of_products(x @ self.weight)
+
+    def scores_of_products(self, logits: np.ndarray) -> np.ndarray:
+        """(N,) float32 scores from the (N,) float32 products ``x @ weight`` (overwritten)."""
         logits += np.float32(self.bias)
         np.clip(logits, -80.0, 80.0, out=logits)  # exp stays finite in float32
         np.negative(logits, out=logits)

@@ -49,6 +49,11 @@ EMBEDDING = "embedding"
 DETECTED = "detected"  # the labels whose score passes their class threshold; empty: nothing known
 AUDIOSET_LABELS = "audioset_labels"  # top-K of the second vocabulary (AudioSet), best first
 AUDIOSET_SCORES = "audioset_scores"
+# The same vector as `embedding`, as little-endian float16 in one fixed-width binary value (2 bytes a
+# dimension), derived by the writer (store/sink.py): what custom heads read (review/head_apply.py),
+# because Parquet decodes a fixed-width value about 40x faster than a list of floats. Parts written
+# before it existed lack it; readers fall back to `embedding`.
+EMBEDDING_F16 = "embedding_f16"
 
 # recordings
 SIZE_BYTES = "size_bytes"
@@ -108,6 +113,15 @@ def segments_schema(embedding_dim: int) -> pa.Schema:
             pa.field(RUN_ID, pa.string(), nullable=False),
         ]
     )
+
+
+def embedding_f16_field(embedding_dim: int) -> pa.Field:
+    return pa.field(EMBEDDING_F16, pa.binary(2 * embedding_dim), nullable=False)
+
+
+def stored_segments_schema(embedding_dim: int) -> pa.Schema:
+    """A segments part as written: the rows' schema and the writer's ``embedding_f16``."""
+    return segments_schema(embedding_dim).append(embedding_f16_field(embedding_dim))
 
 
 RECORDINGS_SCHEMA = pa.schema(

@@ -28,6 +28,7 @@ from fsspec.core import url_to_fs
 from audify_batch.fs import is_local
 from audify_batch.store import query as Q
 from audify_batch.store import schema as S
+from audify_batch.store import segments_file as SF
 
 TMP_SUFFIX = ".tmp"
 STREAM_BLOCK_BYTES = 8 << 20  # upload part size of a streamed segments file on object stores
@@ -48,7 +49,7 @@ def open_atomic(fs: AbstractFileSystem, path: str) -> Iterator[Any]:
 def write_parquet_atomic(fs: AbstractFileSystem, table: pa.Table, path: str, **options: Any) -> None:
     """Write ``table`` to ``path`` atomically; ``options`` go to ``pyarrow.parquet.write_table``."""
     with open_atomic(fs, path) as handle:
-        pq.write_table(table, handle, compression="zstd", **options)
+        pq.write_table(table, handle, **({"compression": "zstd"} | options))
 
 
 def write_bytes_atomic(fs: AbstractFileSystem, path: str, data: bytes) -> None:
@@ -188,7 +189,8 @@ class ParquetSink:
         name = self._next_part_name()
         if segments.num_rows:
             path = posixpath.join(self.folder(S.SEGMENTS), name)
-            write_parquet_atomic(self.fs, segments, path, use_dictionary=dictionary_columns(segments.schema))
+            segments = SF.with_embedding_f16(segments)
+            write_parquet_atomic(self.fs, segments, path, **SF.write_options(segments.schema))
         self._write(recordings, posixpath.join(self.folder(S.RECORDINGS), name))
         return name
 
@@ -210,21 +212,6 @@ class ParquetSink:
         self._write(table, posixpath.join(self.folder(S.RUNS), name))
 
 
-def dictionary_columns(schema: pa.Schema, plain: Collection[str] = (S.EMBEDDING,)) -> list[str]:
-    """Parquet leaf paths of ``schema``'s columns, but those named in ``plain``.
-
-    The embedding is written without dictionary encoding: its floats are all distinct, so the
-    writer would build a dictionary page and its hash table for each row group only to drop
-    them (measured: 2.8x the pool memory of a 4 MiB 1024-d row group, and an 18% larger file).
-    """
-    nested = (pa.types.is_list, pa.types.is_large_list, pa.types.is_fixed_size_list)
-    return [
-        f"{f.name}.list.element" if any(is_(f.type) for is_ in nested) else f.name
-        for f in schema
-        if f.name not in plain
-    ]
-
-
 class PartWriter:
     """The segments file of one part, one row group per ``write``; ``commit`` then writes the
     recordings file that makes it visible, ``abort`` removes it.
@@ -244,12 +231,11 @@ class PartWriter:
         self._handle = sink.fs.open(
             self._target, "wb", **({} if local else {"block_size": STREAM_BLOCK_BYTES})
         )
-        self._writer = pq.ParquetWriter(
-            self._handle, schema, compression="zstd", use_dictionary=dictionary_columns(schema)
-        )
+        stored = SF.stored_schema(schema)
+        self._writer = pq.ParquetWriter(self._handle, stored, **SF.write_options(stored))
 
     def write(self, segments: pa.Table) -> None:
-        self._writer.write_table(segments)
+        self._writer.write_table(SF.with_embedding_f16(segments))
 
     def commit(self, recordings: pa.Table) -> str:
         """Finish the segments file, then write the recordings file of the same name."""

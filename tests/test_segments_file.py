@@ -1,13 +1,18 @@
 """The float16 copy of each embedding that the writer adds (store/segments_file.py) and how custom
-heads read it (review/head_apply.py): exact float16 values, views that honour slices, float32 sums."""
+heads read it (review/head_apply.py): exact float16 values, views that honour slices, float32 sums;
+``audify label --no-float16-copy`` leaves it out, and the choice never relabels anything."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 
+from audify_batch.cli.main import main
 from audify_batch.review.head_apply import half_products
 from audify_batch.store import schema as S
 from audify_batch.store.segments_file import (
@@ -16,6 +21,7 @@ from audify_batch.store.segments_file import (
     stored_schema,
     with_embedding_f16,
 )
+from tests.conftest import write_noise
 
 
 def embeddings_table(x: np.ndarray) -> pa.Table:
@@ -65,3 +71,30 @@ def test_half_products_are_float32_sums_of_the_float16_values_across_blocks() ->
     # Rounding each product to float16 (what a float16 matrix-vector product returns) would not be.
     assert not np.allclose(expected.astype(np.float16), expected, rtol=1e-5, atol=1e-4)
     assert half_products(x16[:0], weight).shape == (0,)
+
+
+def segments_parts(out: Path) -> list[Path]:
+    return sorted((out / S.SEGMENTS).glob("model=*/part-*.parquet"))
+
+
+def test_label_writes_the_copy_unless_told_not_to_and_it_never_relabels(
+    tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    write_noise(archive / "a.wav", 12.0, seed=1)
+    base = ["label", str(archive), "--model", str(tiny_model_dir), "--workers", "0", "--no-progress"]
+    with_copy, without = tmp_path / "with", tmp_path / "without"
+    assert main([*base, "--out", str(with_copy)]) == 0
+    assert main([*base, "--out", str(without), "--no-float16-copy"]) == 0
+    (part,) = segments_parts(with_copy)
+    (plain,) = segments_parts(without)
+    assert S.EMBEDDING_F16 in pq.read_schema(part).names
+    assert S.EMBEDDING_F16 not in pq.read_schema(plain).names
+    rows = pq.read_table(part).drop_columns([S.EMBEDDING_F16, S.RUN_ID])
+    assert rows.num_rows == 3 and rows.equals(pq.read_table(plain).drop_columns([S.RUN_ID]))
+    capsys.readouterr()
+    # Layout only: the same settings without the copy find the recording unchanged.
+    assert main([*base, "--out", str(with_copy), "--no-float16-copy"]) == 0
+    assert "1 unchanged (skipped)" in capsys.readouterr().out
+    assert segments_parts(with_copy) == [part]

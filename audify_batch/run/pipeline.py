@@ -313,7 +313,14 @@ def _label_archive(
     if config.output.top_k > len(card.labels):
         raise ValueError(f"--top-k {config.output.top_k} is more than the model's {len(card.labels)} labels")
     run = _Run(config, card, run_id, config_hash(card, config, model.precision))
-    sink = ParquetSink(config.out, card.name, card.version, run.run_id, config.storage_options)
+    sink = ParquetSink(
+        config.out,
+        card.name,
+        card.version,
+        run.run_id,
+        config.storage_options,
+        float16_copy=config.output.float16_copy,
+    )
     attach_lease(sink, lease, clean=config.shard.count == 1)  # shards never clean: the parent does
     refs = find_recordings(config)
     todo, unchanged = split_new(refs, sink, run.config_hash, config.storage_options)

@@ -77,8 +77,10 @@ class ParquetSink:
         model_version: str,
         run_id: str,
         storage_options: dict[str, Any] | None = None,
+        float16_copy: bool = True,
     ) -> None:
         self.out = out
+        self.float16_copy = float16_copy  # segments parts carry embedding_f16 (store/segments_file.py)
         self.fs, self.root = url_to_fs(out, **(storage_options or {}))
         self.model = S.model_label(model_name, model_version)
         self.partition = S.model_partition(model_name, model_version)
@@ -189,7 +191,8 @@ class ParquetSink:
         name = self._next_part_name()
         if segments.num_rows:
             path = posixpath.join(self.folder(S.SEGMENTS), name)
-            segments = SF.with_embedding_f16(segments)
+            if self.float16_copy:
+                segments = SF.with_embedding_f16(segments)
             write_parquet_atomic(self.fs, segments, path, **SF.write_options(segments.schema))
         self._write(recordings, posixpath.join(self.folder(S.RECORDINGS), name))
         return name
@@ -231,11 +234,12 @@ class PartWriter:
         self._handle = sink.fs.open(
             self._target, "wb", **({} if local else {"block_size": STREAM_BLOCK_BYTES})
         )
-        stored = SF.stored_schema(schema)
+        self._float16_copy = sink.float16_copy
+        stored = SF.stored_schema(schema) if self._float16_copy else schema
         self._writer = pq.ParquetWriter(self._handle, stored, **SF.write_options(stored))
 
     def write(self, segments: pa.Table) -> None:
-        self._writer.write_table(SF.with_embedding_f16(segments))
+        self._writer.write_table(SF.with_embedding_f16(segments) if self._float16_copy else segments)
 
     def commit(self, recordings: pa.Table) -> str:
         """Finish the segments file, then write the recordings file of the same name."""

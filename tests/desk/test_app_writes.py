@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 from audify_batch.app.server import AppSettings, create_app
+from audify_batch.store.annotations import Annotation, AnnotationWriter, Verdict
+from audify_batch.store.query import connect, fetch_file
 from tests.app_helpers import (
     BASE,
     MODEL,
@@ -112,3 +114,29 @@ def test_other_hosts_need_the_token(out: Path, tiny_model_dir: Path) -> None:
         cookie = first.headers["set-cookie"].lower()
         assert "httponly" in cookie and "samesite=strict" in cookie
         assert remote.get("/segments").status_code == 200  # the cookie from now on
+
+
+def test_a_verdict_on_an_older_window_is_not_shown_as_this_segments(client: TestClient, out: Path) -> None:
+    """Labeled again with another hop, segment index 1 covers other audio: a verdict given on the
+    old window neither shows on its page nor counts it reviewed."""
+    sid = segment_of(out, "noise2.wav", 1)
+    ((uri, start_s, end_s),) = sql(
+        out,
+        "SELECT uri, start_s, end_s FROM segments "
+        "WHERE recording_id || ':' || segment_index = getvariable('s')",
+        s=sid,
+    )
+    old = Annotation(MODEL, sid, uri, start_s + 2.5, end_s + 2.5, "rain", Verdict.PRESENT, "old-window")
+    AnnotationWriter(str(out)).append([old])
+    assert "old-window" not in client.get(f"/segments/{sid}").text
+    con = connect(out)
+    try:
+        reviewed = fetch_file(con, "app_label_reviewed", {"model": MODEL, "label": "rain"}).column(
+            "segment_id"
+        )
+    finally:
+        con.close()
+    assert sid not in reviewed
+    same = Annotation(MODEL, sid, uri, start_s, end_s, "rain", Verdict.ABSENT, "this-window")
+    AnnotationWriter(str(out)).append([same])
+    assert "<td>absent</td><td>this-window</td>" in client.get(f"/segments/{sid}").text

@@ -1,7 +1,11 @@
 -- Review desk (audify serve): the verdicts that count on one segment of one model (the latest per
--- label), with how many were given for each label.
+-- label), with how many were given for each label; only verdicts given for the segment's current
+-- span (after a relabel with other windows, the same index covers other audio).
 -- Variables: model, segment_id ('RECORDING_ID:SEGMENT_INDEX').
-SELECT label, verdict, annotator, annotated_at, n_verdicts
-FROM annotations
-WHERE model = getvariable('model') AND segment_id = getvariable('segment_id')
-ORDER BY annotated_at DESC, label;
+SELECT a.label, a.verdict, a.annotator, a.annotated_at, a.n_verdicts
+FROM annotations AS a
+SEMI JOIN segments AS s
+    ON s.model = a.model AND s.recording_id = a.recording_id AND s.segment_index = a.segment_index
+    AND abs(s.start_s - a.start_s) < 1e-6
+WHERE a.model = getvariable('model') AND a.segment_id = getvariable('segment_id')
+ORDER BY a.annotated_at DESC, a.label;

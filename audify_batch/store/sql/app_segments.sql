@@ -11,7 +11,7 @@
 --     head                     a custom head: only the segments it scored (the head_scores view)
 --     min_head_score           with head: its score at least this
 --     limit, offset            the page
--- n_total: how many segments pass the filters; reviewed: verdicts on the segment that count;
+-- n_total: how many segments pass the filters; reviewed: verdicts on the segment (its span) that count;
 -- head_score: the head's score (NULL without head). With a head, the highest scores come first.
 WITH chosen AS (
     SELECT s.recording_id, s.segment_index, s.uri, s.start_s, s.end_s, labels[1] AS label,
@@ -41,6 +41,6 @@ WITH chosen AS (
 )
 SELECT p.*, (SELECT count(*) FROM annotations AS a
         WHERE a.model = getvariable('model') AND a.recording_id = p.recording_id
-            AND a.segment_index = p.segment_index) AS reviewed
+            AND a.segment_index = p.segment_index AND abs(a.start_s - p.start_s) < 1e-6) AS reviewed
 FROM page AS p
 ORDER BY head_score DESC NULLS LAST, uri, segment_index;

@@ -55,7 +55,7 @@ def test_stored_schema_appends_the_copy_once() -> None:
     schema = S.segments_schema(16)
     stored = stored_schema(schema)
     assert stored.names == [*schema.names, S.EMBEDDING_F16]
-    assert stored == S.stored_segments_schema(16) and stored_schema(stored) is stored
+    assert stored.field(S.EMBEDDING_F16) == S.embedding_f16_field(16) and stored_schema(stored) is stored
 
 
 def test_half_products_are_float32_sums_of_the_float16_values_across_blocks() -> None:

@@ -42,7 +42,7 @@ def add_label_parser(commands: Any) -> None:
         "--no-float16-copy",
         action="store_true",
         help="segments parts without embedding_f16, the float16 copy of each embedding that "
-        "`audify head apply` reads about 8x faster (saves 2 kB a segment of the default model)",
+        "`audify head apply` reads 5 to 8x faster (saves 2 kB a segment of the default model)",
     )
     label.add_argument(
         "--batch-size", type=int, default=RuntimeConfig.batch_size, help="segments per model step"

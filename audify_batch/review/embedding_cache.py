@@ -4,11 +4,11 @@ Arrow IPC file, then memory-mapped. Parts with ``embedding_f16`` never need it: 
 float16 copy decodes about as fast as the cache is read.
 
 Decoding the zstd-compressed Parquet list of floats is what bounds an apply of such parts (about
-0.5 GB/s of embeddings on two cores); a memory-mapped IPC file is read in place, so a second apply
-(the next head, or a retrained one) runs at the speed of the matrix-vector product. A segments part never
-changes once committed, so a cached copy never goes stale: the cache keeps one file per part that
-still holds current rows and drops the others. It costs about the embeddings' own size on local
-disk (4 KiB per segment of a 1024-d model).
+0.5 GB/s of embeddings on two cores); a memory-mapped IPC file is read in place, so a second
+apply (the next head, or a retrained one) runs at the speed of the matrix-vector product. A
+segments part never changes once committed, so a cached copy never goes stale: the cache keeps
+one file per part that still holds current rows and drops the others. It costs about the
+embeddings' own size on local disk (4 KiB per segment of a 1024-d model).
 """
 
 from __future__ import annotations

@@ -115,7 +115,7 @@ class OutputConfig:
     """Where and what is written: OUT, the top-K kept per segment, how often parts are committed,
     and whether segments parts carry ``embedding_f16`` (the float16 copy of each embedding that
     custom heads read at memory speed: 2 bytes a dimension a segment; without it they read the
-    float32 list, about 8x slower). Layout only: it never changes the rows or the config hash."""
+    float32 list, 5 to 8x slower). Layout only: it never changes the rows or the config hash."""
 
     out: str
     top_k: int = 5

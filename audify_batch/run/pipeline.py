@@ -314,12 +314,7 @@ def _label_archive(
         raise ValueError(f"--top-k {config.output.top_k} is more than the model's {len(card.labels)} labels")
     run = _Run(config, card, run_id, config_hash(card, config, model.precision))
     sink = ParquetSink(
-        config.out,
-        card.name,
-        card.version,
-        run.run_id,
-        config.storage_options,
-        float16_copy=config.output.float16_copy,
+        config.out, card.name, card.version, run.run_id, config.storage_options, config.output.float16_copy
     )
     attach_lease(sink, lease, clean=config.shard.count == 1)  # shards never clean: the parent does
     refs = find_recordings(config)

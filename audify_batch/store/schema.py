@@ -51,8 +51,9 @@ AUDIOSET_LABELS = "audioset_labels"  # top-K of the second vocabulary (AudioSet)
 AUDIOSET_SCORES = "audioset_scores"
 # The same vector as `embedding`, as little-endian float16 in one fixed-width binary value (2 bytes a
 # dimension), derived by the writer (store/sink.py): what custom heads read (review/head_apply.py),
-# because Parquet decodes a fixed-width value about 40x faster than a list of floats. Parts written
-# before it existed lack it; readers fall back to `embedding`.
+# because Parquet decodes a fixed-width value an order of magnitude faster than a list of floats.
+# Parts written before it existed (or with `label --no-float16-copy`) lack it; readers fall back to
+# `embedding`.
 EMBEDDING_F16 = "embedding_f16"
 
 # recordings
@@ -117,11 +118,6 @@ def segments_schema(embedding_dim: int) -> pa.Schema:
 
 def embedding_f16_field(embedding_dim: int) -> pa.Field:
     return pa.field(EMBEDDING_F16, pa.binary(2 * embedding_dim), nullable=False)
-
-
-def stored_segments_schema(embedding_dim: int) -> pa.Schema:
-    """A segments part as written: the rows' schema and the writer's ``embedding_f16``."""
-    return segments_schema(embedding_dim).append(embedding_f16_field(embedding_dim))
 
 
 RECORDINGS_SCHEMA = pa.schema(

@@ -23,14 +23,20 @@ from tests.app_helpers import (
 )
 
 
-def test_a_verdict_is_written_and_a_second_one_supersedes_it(client: TestClient, out: Path) -> None:
-    sid = segment_of(out, "noise0.wav", 0)
+def span_of(out: Path, sid: str) -> tuple[str, float, float]:
+    """The uri, start_s and end_s of segment ``sid``."""
     ((uri, start_s, end_s),) = sql(
         out,
         "SELECT uri, start_s, end_s FROM segments "
         "WHERE recording_id || ':' || segment_index = getvariable('s')",
         s=sid,
     )
+    return uri, start_s, end_s
+
+
+def test_a_verdict_is_written_and_a_second_one_supersedes_it(client: TestClient, out: Path) -> None:
+    sid = segment_of(out, "noise0.wav", 0)
+    uri, start_s, end_s = span_of(out, sid)
     first = post(client, {"segment_id": sid, "model": MODEL, "label": "dog", "verdict": "present"})
     assert first.status_code == 200, first.text
     assert first.json()["written"][0]["verdict"] == "present"
@@ -120,12 +126,7 @@ def test_a_verdict_on_an_older_window_is_not_shown_as_this_segments(client: Test
     """Labeled again with another hop, segment index 1 covers other audio: a verdict given on the
     old window neither shows on its page nor counts it reviewed."""
     sid = segment_of(out, "noise2.wav", 1)
-    ((uri, start_s, end_s),) = sql(
-        out,
-        "SELECT uri, start_s, end_s FROM segments "
-        "WHERE recording_id || ':' || segment_index = getvariable('s')",
-        s=sid,
-    )
+    uri, start_s, end_s = span_of(out, sid)
     old = Annotation(MODEL, sid, uri, start_s + 2.5, end_s + 2.5, "rain", Verdict.PRESENT, "old-window")
     AnnotationWriter(str(out)).append([old])
     assert "old-window" not in client.get(f"/segments/{sid}").text

@@ -52,10 +52,20 @@ def running_desk(app: FastAPI) -> Iterator[str]:
         sock.close()
 
 
-def wait_for(condition: Callable[[], Any], what: str, timeout_s: float = WAIT_S) -> Any:
+def wait_for(
+    condition: Callable[[], Any],
+    what: str,
+    timeout_s: float = WAIT_S,
+    retry_on: tuple[type[Exception], ...] = (),
+) -> Any:
+    """``condition()`` once it is truthy; ``retry_on``: exceptions that mean "not yet" (an element
+    read while the page reloads)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        value = condition()
+        try:
+            value = condition()
+        except retry_on:
+            value = None
         if value:
             return value
         time.sleep(0.05)
@@ -226,6 +236,7 @@ def test_w_on_a_label_of_ones_own(desk: tuple[str, Path], driver: Any) -> None:
 
 
 def test_the_calibration_page_saves_its_threshold(desk: tuple[str, Path], driver: Any) -> None:
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
     base, out = desk
@@ -247,5 +258,10 @@ def test_the_calibration_page_saves_its_threshold(desk: tuple[str, Path], driver
     wait_for(lambda: Path(path).exists(), "the thresholds file")
     ((n_reviewed,),) = run_sql(str(out), "SELECT count(*) FROM annotations WHERE label = 'rain'").rows
     assert read_thresholds(path)["thresholds"]["rain"]["n_reviewed"] == n_reviewed >= 12
-    wait_for(lambda: "saved: threshold" in driver.find_element(By.ID, "saved").text, "the page to show it")
+    # The page reloads 0.8 s after saving: an element found just before may be gone when read.
+    wait_for(
+        lambda: "saved: threshold" in driver.find_element(By.ID, "saved").text,
+        "the page to show it",
+        retry_on=(StaleElementReferenceException, NoSuchElementException),
+    )
     assert severe(driver) == []

@@ -6,6 +6,6 @@ SELECT a.label, a.verdict, a.annotator, a.annotated_at, a.n_verdicts
 FROM annotations AS a
 SEMI JOIN segments AS s
     ON s.model = a.model AND s.recording_id = a.recording_id AND s.segment_index = a.segment_index
-    AND abs(s.start_s - a.start_s) < 1e-6
+    AND same_span(a.start_s, s.start_s)
 WHERE a.model = getvariable('model') AND a.segment_id = getvariable('segment_id')
 ORDER BY a.annotated_at DESC, a.label;

@@ -41,6 +41,6 @@ WITH chosen AS (
 )
 SELECT p.*, (SELECT count(*) FROM annotations AS a
         WHERE a.model = getvariable('model') AND a.recording_id = p.recording_id
-            AND a.segment_index = p.segment_index AND abs(a.start_s - p.start_s) < 1e-6) AS reviewed
+            AND a.segment_index = p.segment_index AND same_span(a.start_s, p.start_s)) AS reviewed
 FROM page AS p
 ORDER BY head_score DESC NULLS LAST, uri, segment_index;

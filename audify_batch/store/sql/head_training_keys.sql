@@ -20,7 +20,7 @@ reviewed AS (
     FROM verdicts AS v
     JOIN current AS c
         ON c.recording_id = v.recording_id AND c.segment_index = v.segment_index
-        AND abs(c.start_s - v.start_s) < 1e-6
+        AND same_span(v.start_s, c.start_s)
 ),
 presumed AS (
     SELECT c.recording_id, c.segment_index, false AS present, NULL::VARCHAR AS annotation_id,

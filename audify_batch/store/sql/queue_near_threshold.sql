@@ -19,7 +19,7 @@ SELECT c.recording_id || ':' || c.segment_index AS segment_id, c.uri, c.start_s,
 FROM calls AS c
 ANTI JOIN (FROM annotations WHERE model = getvariable('model')) AS a
     ON a.recording_id = c.recording_id AND a.segment_index = c.segment_index AND a.label = c.label
-    AND abs(a.start_s - c.start_s) < 1e-6  -- a verdict on the same span (not on an older run's window)
+    AND same_span(a.start_s, c.start_s)
 QUALIFY row_number() OVER (PARTITION BY c.recording_id, c.segment_index ORDER BY abs(c.margin), c.label) = 1
 ORDER BY abs(c.margin), c.uri, c.start_s, c.label
 LIMIT getvariable('n');

@@ -8,7 +8,7 @@ FROM segments AS s
 ANTI JOIN (FROM annotations WHERE model = getvariable('model')) AS a
     ON a.recording_id = s.recording_id AND a.segment_index = s.segment_index
     AND a.label IN (s.labels[1], s.labels[2])
-    AND abs(a.start_s - s.start_s) < 1e-6  -- a verdict on the same span (not on an older run's window)
+    AND same_span(a.start_s, s.start_s)
 WHERE s.model = getvariable('model') AND len(s.labels) > 1
 ORDER BY margin, s.uri, s.start_s
 LIMIT getvariable('n');

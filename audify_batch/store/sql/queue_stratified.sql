@@ -23,7 +23,7 @@ unreviewed AS (
     ANTI JOIN (
         FROM annotations WHERE model = getvariable('model') AND label = getvariable('label')
     ) AS a ON a.recording_id = s.recording_id AND a.segment_index = s.segment_index
-        AND abs(a.start_s - s.start_s) < 1e-6  -- a verdict on the same span (not an older run's window)
+        AND same_span(a.start_s, s.start_s)
 )
 SELECT recording_id || ':' || segment_index AS segment_id, uri, start_s, end_s,
     getvariable('label') AS label, score, bin,

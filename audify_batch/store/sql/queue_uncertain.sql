@@ -7,7 +7,7 @@ SELECT s.recording_id || ':' || s.segment_index AS segment_id, s.uri, s.start_s,
 FROM segments AS s
 ANTI JOIN (FROM annotations WHERE model = getvariable('model')) AS a
     ON a.recording_id = s.recording_id AND a.segment_index = s.segment_index AND a.label = s.labels[1]
-    AND abs(a.start_s - s.start_s) < 1e-6  -- a verdict on the same span (not on an older run's window)
+    AND same_span(a.start_s, s.start_s)
 WHERE s.model = getvariable('model')
 ORDER BY score, s.uri, s.start_s
 LIMIT getvariable('n');

@@ -263,6 +263,12 @@ ELSE
     WHERE false$$
 END;
 
+-- Whether a verdict given on a segment starting at `verdict_start_s` is about the segment (of the same
+-- recording and index) starting at `segment_start_s`: after a relabel with other windows, the same
+-- index covers other audio, and a verdict on the old window is no verdict on the new one.
+CREATE OR REPLACE MACRO same_span(verdict_start_s, segment_start_s) AS
+    abs(verdict_start_s - segment_start_s) < 1e-6;
+
 CREATE OR REPLACE VIEW annotation_history AS
 SELECT *, recording_id || ':' || segment_index AS segment_id
 FROM query(getvariable('audify_annotations_sql'));

@@ -15,7 +15,8 @@ from audify_batch.ingest.segments import SegmentingConfig, plan_segments
 from audify_batch.ingest.sources import discover
 from audify_batch.model.checkpoint import read_card
 from audify_batch.run.config import LabelConfig
-from audify_batch.run.pipeline import label_archive, worker_start_method
+from audify_batch.run.host import worker_start_method
+from audify_batch.run.pipeline import label_archive
 from audify_batch.store import schema as S
 from audify_batch.store.query import run_query_file, run_sql
 from tests.archive_builders import bad_files, real_archive

@@ -28,7 +28,7 @@ from audify_batch.report.timeline import (
     timeline_rows,
 )
 from audify_batch.run.config import LabelConfig
-from audify_batch.run.pipeline import loader_workers
+from audify_batch.run.host import loader_workers
 from audify_batch.store import schema as S
 from audify_batch.store.query import connect, fetch_file
 from tests.synthetic_output import A_M1, M1, URI_A, recording_id, write_synthetic_output

@@ -19,6 +19,7 @@ import torch
 from audify_batch.ingest.audio_io import probe, stream_mono
 from audify_batch.ingest.segments import Segment, SegmentingConfig, segment_audio, with_end
 from audify_batch.model.checkpoint import ModelCard, load_checkpoint
+from audify_batch.model.cpu_memory import keep_freed_memory
 from audify_batch.model.network import Network
 from audify_batch.model.outputs import TopK
 
@@ -59,7 +60,10 @@ def resolve_precision(precision: Precision, device: torch.device) -> Precision:
 
 
 def prepare_for_inference(model: Network, device: torch.device) -> Network:
-    """Eval mode on ``device``; channels-last convolutions (faster with oneDNN and cuDNN)."""
+    """Eval mode on ``device``; channels-last convolutions (faster with oneDNN and cuDNN); on
+    CPU, freed activations kept for the next batch (``cpu_memory``)."""
+    if device.type == "cpu":
+        keep_freed_memory()
     model = model.eval().to(device)
     if model.channels_last:
         # The torch stubs omit the documented to(memory_format=...) overload.

@@ -77,6 +77,7 @@ class UsedRuntime:
     precision: str  # fp32 or bf16, never auto
     workers: int  # DataLoader workers; 0: decoding in the main process
     torch_threads: int
+    worker_start: str | None = None  # how the workers started (fork, forkserver, spawn); None: no workers
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import signal
 import threading
 import time
@@ -25,7 +24,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from audify_batch.ingest.loader import SegmentChunk, SegmentDataset, init_worker
+from audify_batch.ingest.loader import SegmentChunk
 from audify_batch.ingest.sources import RecordingRef, discover_all, fingerprint, modified_between
 from audify_batch.model.checkpoint import ModelCard
 from audify_batch.model.inference import Precision, TorchModel
@@ -33,6 +32,7 @@ from audify_batch.model.thresholds_file import apply_thresholds
 from audify_batch.records import Progress, RunInterrupted, RunSummary
 from audify_batch.run.batches import attach_lease
 from audify_batch.run.config import LabelConfig, OutputConfig, UsedRuntime
+from audify_batch.run.host import choose_device, cpu_count, loader_workers, make_loader, worker_start_method
 from audify_batch.run.manifest import read_manifest_slice
 from audify_batch.run.ports import Model, Sink
 from audify_batch.run.rows import RowCollector
@@ -46,38 +46,6 @@ FINGERPRINT_THREADS = 16  # rerun checks: range reads in flight at once (object 
 # Entered around each model step (never around decoding or writing): e.g. a Prefect global
 # concurrency slot per GPU, so that several runs share one GPU and still overlap their I/O.
 ModelGate = Callable[[], AbstractContextManager[object]]
-
-
-def _cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def choose_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        build = (
-            "this torch is a CPU-only build" if torch.version.cuda is None else "no CUDA device is visible"
-        )
-        raise ValueError(f"--device {name}: {build}; use --device cpu or auto")
-    return torch.device(name)
-
-
-def choose_workers(config: LabelConfig, device: torch.device) -> int:
-    """Decode workers: on GPU as wide as the host allows; on CPU half the cores, at least two.
-
-    On the 2-core reference machine two workers beside a 2-thread model measured fastest
-    (bench/bench_pipeline.py: 2.6 s vs 3.2 s with one worker for 33 min of 44.1 kHz FLAC).
-    """
-    if config.runtime.workers is not None:
-        return config.runtime.workers
-    cores = _cpu_count()
-    return max(1, min(8, cores - 1)) if device.type == "cuda" else max(2, cores // 2)
-
-
-def loader_workers(config: LabelConfig, device: torch.device, n_recordings: int) -> int:
-    """The DataLoader's workers: ``choose_workers``, never more than the recordings to decode."""
-    return min(choose_workers(config, device), max(1, n_recordings))
 
 
 def config_hash(card: ModelCard, config: LabelConfig, precision: Precision) -> str:
@@ -173,34 +141,6 @@ def split_new(
     return [ref for ref in refs if ref.uri not in unchanged], [ref for ref in refs if ref.uri in unchanged]
 
 
-def make_loader(
-    refs: list[RecordingRef], config: LabelConfig, card: ModelCard, device: torch.device
-) -> DataLoader:
-    grid = config.segmenting.grid(card.segment_s, card.frontend.sample_rate_hz)
-    dataset = SegmentDataset(
-        refs, grid, config.runtime.batch_size, config.storage_options, config.retry.policy()
-    )
-    workers = loader_workers(config, device, len(refs))
-    return DataLoader(
-        dataset,
-        batch_size=None,
-        num_workers=workers,
-        pin_memory=device.type == "cuda",
-        worker_init_fn=init_worker if workers else None,
-        prefetch_factor=4 if workers else None,
-        multiprocessing_context=(config.runtime.worker_start or worker_start_method()) if workers else None,
-    )
-
-
-def worker_start_method() -> str:
-    """``fork`` (fast) from a single-threaded process; else ``forkserver``.
-
-    A process that runs other threads (Prefect's event loop and log handlers, say) cannot be
-    forked safely: the copy may hold a lock no thread will ever release.
-    """
-    return "fork" if threading.active_count() == 1 else "forkserver"
-
-
 def run_loop(
     chunks: Iterable[SegmentChunk],
     model: Model,
@@ -242,12 +182,15 @@ def _label_loop(
     sink: Sink,
     progress: ProgressCallback | None,
     model_gate: ModelGate,
+    lease: HeldLease,
 ) -> None:
     def report() -> None:
         if progress:
             progress(collector.progress(run.n_recordings, time.perf_counter() - run.started_clock))
 
-    with sigint_deferred():  # workers fork here: a Ctrl-C landing in fork handlers would be lost
+    # Workers fork here: a Ctrl-C landing in fork handlers would be lost, and the heartbeat holds
+    # still (``host.worker_start_method``).
+    with sigint_deferred(), lease.quiesced():
         if loader.num_workers:
             resource_tracker.ensure_running()  # started now, it inherits the blocked Ctrl-C
         chunks = iter(loader)
@@ -304,7 +247,7 @@ def _label_archive(
     runtime = config.runtime
     device = choose_device(runtime.device)
     if device.type == "cpu":
-        torch.set_num_threads(runtime.threads or _cpu_count())
+        torch.set_num_threads(runtime.threads or cpu_count())
     model = TorchModel.load(Path(runtime.model_dir), device, runtime.precision)
     if runtime.thresholds_file is not None:
         calibrated = apply_thresholds(model.card, runtime.thresholds_file, config.storage_options)
@@ -321,7 +264,8 @@ def _label_archive(
     todo, unchanged = split_new(refs, sink, run.config_hash, config.storage_options)
     run.n_recordings = len(refs)
     workers = loader_workers(config, device, len(todo))
-    run.used = UsedRuntime(str(device), model.precision.value, workers, torch.get_num_threads())
+    start = (runtime.worker_start or worker_start_method(quiet=(lease.heartbeat,))) if workers else None
+    run.used = UsedRuntime(str(device), model.precision.value, workers, torch.get_num_threads(), start)
     collector = RowCollector(refs=todo, card=card, run_id=run.run_id, config_hash=run.config_hash)
     sink.write_run(_run_row(run, S.RUN_RUNNING, None))
     try:
@@ -329,11 +273,12 @@ def _label_archive(
             _label_loop(
                 run,
                 model,
-                make_loader(todo, config, card, device),
+                make_loader(todo, config, card, device, start),
                 collector,
                 sink,
                 progress,
                 model_gate,
+                lease,
             )
         collector.commit_skipped(sink, unchanged)
     except KeyboardInterrupt:

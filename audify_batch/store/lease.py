@@ -208,6 +208,7 @@ class HeldLease:
         self._stop = threading.Event()
         self._valid_until = time.monotonic() + timing.expiry_s
         self._thread = threading.Thread(target=self._beat, name=f"lease-{me.id}", daemon=True)
+        self._still = threading.Lock()  # held by each beat; ``quiesced`` holds it between beats
 
     def check(self) -> None:
         """Raise ``LeaseLostError`` once the lease is no longer ours (then nothing more is committed)."""
@@ -226,12 +227,25 @@ class HeldLease:
     def start(self) -> None:
         self._thread.start()
 
+    @property
+    def heartbeat(self) -> threading.Thread:
+        return self._thread
+
+    @contextmanager
+    def quiesced(self) -> Iterator[None]:
+        """Hold the heartbeat still for the block: no beat is under way or starts, so the
+        heartbeat thread holds no lock (for a ``fork``: its copy would keep that lock forever).
+        Keep the block short: a lease not renewed for ``expiry_s`` is lost."""
+        with self._still:
+            yield
+
     def _beat(self) -> None:
         while not self._stop.wait(self.timing.heartbeat_s) and not self._lost.is_set():
-            try:
-                self._change(lambda lease: lease.renewed(_now(), self.timing))
-            except Exception:  # a storage hiccup: the next beat tries again
-                log.warning("lease heartbeat failed; retrying", exc_info=True)
+            with self._still:
+                try:
+                    self._change(lambda lease: lease.renewed(_now(), self.timing))
+                except Exception:  # a storage hiccup: the next beat tries again
+                    log.warning("lease heartbeat failed; retrying", exc_info=True)
 
     def _change(self, change: Callable[[Lease], Lease | None]) -> bool:
         """Apply ``change`` (Lease -> Lease | None to delete) while we hold it; False if not ours."""

@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from training.thresholds import Scored, abstain_set, detection_rates, fit_detection, fit_thresholds
+from training.thresholds import (
+    CHECK_SEED,
+    Scored,
+    abstain_set,
+    detection_rates,
+    fit_detection,
+    fit_thresholds,
+    negative_waveforms,
+)
 
 
 def synthetic(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -44,3 +53,9 @@ def test_audioset_evidence_silences_what_no_threshold_can() -> None:
     assert abstain_set(positives, negatives, labels, 0.5) == ("Speech", "Sine wave")
     fit, names, _ = fit_detection(positives, pos, targets, negatives, labels, 0.05)
     assert "Sine wave" in names and fit.negative_rate <= 0.05 and fit.positive_recall >= 0.85
+
+
+def test_thresholds_are_never_fitted_on_the_check_sets_seed() -> None:
+    for seeds in ((CHECK_SEED,), (1, CHECK_SEED), ()):
+        with pytest.raises(ValueError, match="other than"):
+            negative_waveforms(seeds)

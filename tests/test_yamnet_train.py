@@ -108,3 +108,19 @@ def test_score_summary() -> None:
     summary = score_summary(scores, np.array([0, 1, 2]))
     assert summary["accuracy"] == pytest.approx(2 / 3, abs=1e-4)
     assert 0.0 <= summary["pair_auc"] <= 1.0
+
+
+def test_attenuated_views_are_quieter_and_the_default_views_are_unchanged() -> None:
+    from training.yamnet_features import ViewAugment, view_waveforms
+
+    clips = (0.3 * np.sin(np.linspace(0, 2000, 80_000, dtype=np.float32)))[None].repeat(8, axis=0)
+    plain = view_waveforms(clips, 1, ViewAugment(), seed=3)
+    assert np.array_equal(plain, view_waveforms(clips, 1, ViewAugment(max_attenuation_db=0.0), seed=3))
+    quiet = view_waveforms(clips, 1, ViewAugment(max_attenuation_db=30.0), seed=3)
+
+    def level_db(x: np.ndarray) -> np.ndarray:
+        return 20 * np.log10(np.sqrt((x**2).mean(axis=1)))
+
+    drop_db = level_db(plain) - level_db(quiet)
+    assert drop_db.mean() > 5 and drop_db.max() <= 30 + 12 + 0.1  # at most 30 dB more, +-6 dB gain each
+    assert np.array_equal(view_waveforms(clips, 0, ViewAugment(max_attenuation_db=30.0), seed=3), clips)

@@ -58,9 +58,16 @@ def trunk_maps(
 
 
 def build_cache(
-    waveforms: np.ndarray, out_dir: Path, coverage: str, cache_blocks: int, n_views: int, seed: int
+    waveforms: np.ndarray,
+    out_dir: Path,
+    coverage: str,
+    cache_blocks: int,
+    n_views: int,
+    seed: int,
+    augment: ViewAugment | None = None,
 ) -> None:
     """Write views 0 .. n_views - 1 (views already there are kept: a rerun adds views)."""
+    augment = augment or ViewAugment()
     out_dir.mkdir(parents=True, exist_ok=True)
     meta_path = out_dir / META_FILE
     meta = {
@@ -68,7 +75,7 @@ def build_cache(
         "coverage": coverage,
         "cache_blocks": cache_blocks,
         "seed": seed,
-        "augment": ViewAugment().__dict__,
+        "augment": augment.__dict__,
     }
     if (
         meta_path.exists()
@@ -82,13 +89,18 @@ def build_cache(
         if path.exists():
             continue
         started = time.perf_counter()
-        maps = trunk_maps(model, view_waveforms(waveforms, view, ViewAugment(), seed), bf16=view > 0)
+        maps = trunk_maps(model, view_waveforms(waveforms, view, augment, seed), bf16=view > 0)
         temporary = path.with_suffix(".tmp.npy")
         np.save(temporary, maps)
         temporary.replace(path)
         print(f"view {view}: {maps.shape} in {time.perf_counter() - started:.0f} s", flush=True)
     meta["views"] = len(sorted(out_dir.glob("view*.npy")))
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def cache_augment(directory: Path) -> dict[str, float]:
+    """The view augmentation a cache was made with (its meta file)."""
+    return dict(json.loads((Path(directory) / META_FILE).read_text())["augment"])
 
 
 def load_views(directory: Path, n_views: int, clips: np.ndarray | None = None) -> torch.Tensor:

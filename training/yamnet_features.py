@@ -30,6 +30,9 @@ class ViewAugment:
     max_gain_db: float = 6.0
     max_speed_change: float = 0.1  # resampled by 1 +- this (pitch and tempo together)
     max_noise_dbfs: float = -50.0  # white noise added at most this loud (RMS, dBFS)
+    # Extra attenuation in [0, this] dB: lowers the 8-bit copies' quantisation noise floor
+    # towards that of 16-bit recordings. 0 draws nothing (the 2.0.0 caches' random stream).
+    max_attenuation_db: float = 0.0
 
     def apply(self, waveform: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         x = torch.from_numpy(waveform)
@@ -38,7 +41,10 @@ class ViewAugment:
         x = F.interpolate(x[None, None], size=n, mode="linear", align_corners=False)[0, 0]
         x = F.pad(x, (0, max(0, SEGMENT_SAMPLES - n)))[:SEGMENT_SAMPLES]
         x = torch.roll(x, int(rng.integers(0, SEGMENT_SAMPLES)))
-        gain = 10 ** (rng.uniform(-self.max_gain_db, self.max_gain_db) / 20)
+        gain_db = rng.uniform(-self.max_gain_db, self.max_gain_db)
+        if self.max_attenuation_db > 0:
+            gain_db -= rng.uniform(0.0, self.max_attenuation_db)
+        gain = 10 ** (gain_db / 20)
         noise_rms = 10 ** (rng.uniform(-80.0, self.max_noise_dbfs) / 20)
         noise = torch.from_numpy(rng.standard_normal(SEGMENT_SAMPLES).astype(np.float32)) * noise_rms
         return (x * gain + noise).clamp(-1.0, 1.0).numpy().astype(np.float32)

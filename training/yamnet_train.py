@@ -33,7 +33,7 @@ from audify_batch.model.yamnet import load_yamnet
 from audify_batch.model.yamnet_classifier import YamnetClassifier
 from training.data import DEFAULT_ESC50_ROOT, ESC50_FOLDS, Dataset, load_dataset
 from training.train import git_commit
-from training.yamnet_cache import build_cache, cache_dir, derive_cache, load_views
+from training.yamnet_cache import build_cache, cache_augment, cache_dir, derive_cache, load_views
 from training.yamnet_card import (
     ESC50_FINETUNING_LICENCE,
     YAMNET_LICENCE,
@@ -68,7 +68,10 @@ def run_cache(args: argparse.Namespace) -> None:
         source = cache_dir(Path(args.cache_dir), args.coverage, args.from_blocks)
         derive_cache(source, directory, args.coverage, args.cache_blocks, args.views)
         return
-    build_cache(esc50_waveforms(args), directory, args.coverage, args.cache_blocks, args.views, CACHE_SEED)
+    augment = ViewAugment(max_attenuation_db=args.max_attenuation_db)
+    build_cache(
+        esc50_waveforms(args), directory, args.coverage, args.cache_blocks, args.views, CACHE_SEED, augment
+    )
     print(f"cache {directory}: {time.perf_counter() - started:.0f} s")
 
 
@@ -195,7 +198,7 @@ def training_facts(args: argparse.Namespace, recipe: YamnetRecipe, folds: list[i
         "cache": {
             "cache_blocks": args.cache_blocks,
             "seed": CACHE_SEED,
-            "augment": ViewAugment().__dict__,
+            "augment": cache_augment(cache_dir(Path(args.cache_dir), recipe.coverage, args.cache_blocks)),
             "views": "view 0: the clip as it is (float32); views 1..: augmented, trunk in bf16",
         },
         "torch": torch.__version__,
@@ -345,6 +348,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cache-dir", default=str(RUNS / "cache"))
     parser.add_argument("--cache-blocks", type=int, default=3, help="cut before the last N blocks")
     parser.add_argument("--views", type=int, default=8, help="views to cache (cache) or load (select)")
+    parser.add_argument(
+        "--max-attenuation-db", type=float, default=0.0, help="views attenuated by up to N dB more (cache)"
+    )
     parser.add_argument("--from-blocks", type=int, default=0, help="derive from this cut (cache)")
     parser.add_argument("--out", help="output folder (default runs/yamnet-ft/<mode>)")
     parser.add_argument("--folds", type=_ints, default=ESC50_FOLDS, help="held-out folds (cv)")

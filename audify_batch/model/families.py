@@ -36,6 +36,9 @@ class YamnetArch:
     # The last N of the backbone's 13 blocks fine-tuned for ESC-50, as copies: the AudioSet
     # head keeps reading YAMNet's own blocks, so its labels stay YAMNet's.
     tuned_blocks: int = 0
+    # ESC-50 branches (tuned blocks + head), trained apart, their class scores averaged: an
+    # ensemble over one shared trunk. 1: a single branch, as 2.0.0.
+    esc_branches: int = 1
 
     def __post_init__(self) -> None:
         if self.n_classes < 2 or self.n_audioset_classes < 0 or self.embedding_dim <= 0:
@@ -52,6 +55,8 @@ class YamnetArch:
             raise ValueError(f"tuned_blocks must be in 0..13, got {self.tuned_blocks}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError("dropout must be in [0, 1)")
+        if self.esc_branches < 1:
+            raise ValueError(f"esc_branches must be >= 1, got {self.esc_branches}")
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

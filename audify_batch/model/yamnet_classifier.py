@@ -6,6 +6,8 @@ frontend (float32, mel-major (B, 64, frames) like the resnet's, so explain draws
 
 - the ESC-50 head reads the embedding of an ESC-50 branch: the backbone with its last
   ``arch.tuned_blocks`` blocks replaced by fine-tuned copies (none: the backbone itself);
+  with ``arch.esc_branches`` > 1, more such branches (``extra_tuned``, ``extra_heads``), trained
+  apart, share the trunk and their class scores are averaged; the embedding is the first's;
 - the AudioSet head is YAMNet's own dense layer on YAMNet's own (frozen) blocks, so its 521
   labels stay YAMNet's whatever the ESC-50 fine-tuning changed.
 
@@ -58,9 +60,14 @@ class YamnetNet(CNN):
         self.arch = arch
         self.backbone = YamnetBackbone()
         self.audioset = AudiosetHead()
-        self.tuned = nn.Sequential(*(copy.deepcopy(self.backbone.blocks[i]) for i in self._tuned_range))
+        self.tuned = self._tuned_copy()
         self.dropout = nn.Dropout(arch.dropout)
         self.head = _esc_head(arch)
+        self.extra_tuned = nn.ModuleList(self._tuned_copy() for _ in range(arch.esc_branches - 1))
+        self.extra_heads = nn.ModuleList(_esc_head(arch) for _ in range(arch.esc_branches - 1))
+
+    def _tuned_copy(self) -> nn.Sequential:
+        return nn.Sequential(*(copy.deepcopy(self.backbone.blocks[i]) for i in self._tuned_range))
 
     @property
     def _tuned_range(self) -> range:
@@ -77,8 +84,9 @@ class YamnetNet(CNN):
         """Start from the converted YAMNet: backbone, AudioSet head, and tuned copies of its blocks."""
         self.backbone.load_state_dict(yamnet.backbone.state_dict())
         self.audioset.load_state_dict(yamnet.head.state_dict())
-        for index, block in zip(self._tuned_range, self.tuned, strict=True):
-            block.load_state_dict(yamnet.backbone.blocks[index].state_dict())
+        for tuned in (self.tuned, *self.extra_tuned):
+            for index, block in zip(self._tuned_range, tuned, strict=True):
+                block.load_state_dict(yamnet.backbone.blocks[index].state_dict())
 
     def trunk(self, log_mel: torch.Tensor, coverage: Coverage | None = None) -> torch.Tensor:
         """The layers before the tuned ones: log-mel (B, 64, frames) -> feature map (B', C, T', F'),
@@ -106,13 +114,29 @@ class YamnetNet(CNN):
     def heads(self, shared: torch.Tensor, batch: int) -> ModelOutput:
         """The ESC-50 branch from the trunk's output (``batch`` segments), and the AudioSet branch
         where it shares that trunk (coverage patches)."""
-        esc_map = self.tuned(shared) if self.arch.tuned_blocks else shared  # no tuned blocks: YAMNet's
-        embedding = esc_map.mean(dim=(2, 3)).reshape(batch, -1, EMBEDDING_DIM).mean(dim=1)
-        logits = self.head(self.dropout(embedding))
+        embedding, logits = self._branch(self.tuned, self.head, shared, batch)
+        if self.arch.esc_branches > 1:
+            pairs = zip(self.extra_tuned, self.extra_heads, strict=True)
+            logits = self._averaged([logits, *(self._branch(t, h, shared, batch)[1] for t, h in pairs)])
         audioset = None
         if Coverage(self.arch.coverage) is Coverage.PATCHES:
             audioset = self._audioset(self._yamnet_tail(shared), batch)
         return ModelOutput(logits=logits, embedding=embedding, audioset_scores=audioset)
+
+    def _branch(
+        self, tuned: nn.Module, head: nn.Module, shared: torch.Tensor, batch: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One ESC-50 branch: (embedding, logits)."""
+        esc_map = tuned(shared) if self.arch.tuned_blocks else shared  # no tuned blocks: YAMNet's
+        embedding = esc_map.mean(dim=(2, 3)).reshape(batch, -1, EMBEDDING_DIM).mean(dim=1)
+        return embedding, head(self.dropout(embedding))
+
+    def _averaged(self, logits: list[torch.Tensor]) -> torch.Tensor:
+        """The branches' class scores averaged, as logits of the mean: log-probabilities (softmax)
+        or log-odds (sigmoid), so that the activation gives the mean back."""
+        if self.arch.esc_activation == "sigmoid":
+            return torch.logit(torch.stack([x.float().sigmoid() for x in logits]).mean(dim=0), eps=1e-7)
+        return torch.stack([x.float().softmax(dim=1) for x in logits]).mean(dim=0).log()
 
     def forward(self, log_mel: torch.Tensor) -> ModelOutput:
         """Coverage patches: one trunk for both heads. Coverage full: the ESC-50 branch sees the whole

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from audify_batch.model.checkpoint import ModelCard, load_checkpoint, save_checkpoint
+from audify_batch.model.cpu_memory import keep_freed_memory
 from audify_batch.model.inference import Precision, score_batch
 from audify_batch.model.network import Network
 from training.data import clip_waveform
@@ -255,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
+    keep_freed_memory()  # activations reuse their pages batch after batch
     seeds = tuple(int(seed) for seed in args.seeds.split(","))
     fit = fit_and_store(args.model, args.oof, args.max_negative_rate, seeds)
     print(json.dumps({k: v for k, v in asdict(fit).items() if k != "thresholds"}, indent=1))

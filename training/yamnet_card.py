@@ -26,7 +26,7 @@ from training.data import SHARED_DATA, load_dataset
 from training.yamnet_features import load_waveforms
 
 MODEL_NAME = "audify-esc50-yamnet"
-MODEL_VERSION = "2.0.0"
+MODEL_VERSION = "2.1.0"
 FOLD4_44K_ROOT = SHARED_DATA / "esc50-fold4-44k"
 YAMNET_LICENCE = (
     "Apache-2.0 for the YAMNet-derived weights (backbone, AudioSet head, and the starting point of "

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from audify_batch.model.checkpoint import ModelCard, load_checkpoint, save_checkpoint
+from audify_batch.model.cpu_memory import keep_freed_memory
 from audify_batch.model.families import YamnetArch
 from audify_batch.model.yamnet_classifier import YamnetClassifier
 from training.data import DEFAULT_ESC50_ROOT, load_dataset
@@ -117,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(members) != len(cv_dirs) or len(members) < 2:
         raise SystemExit("give two or more members and one CV folder per member")
     torch.set_num_threads(2)
+    keep_freed_memory()  # activations reuse their pages batch after batch
     command = sys.argv[1:] if argv is None else argv
     merged, cards = merge(members)
     cv_out = args.out.parent / f"{args.out.name}-cv"

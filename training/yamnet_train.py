@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from audify_batch.model.checkpoint import save_checkpoint
+from audify_batch.model.cpu_memory import keep_freed_memory
 from audify_batch.model.yamnet import load_yamnet
 from audify_batch.model.yamnet_classifier import YamnetClassifier
 from training.data import DEFAULT_ESC50_ROOT, ESC50_FOLDS, Dataset, load_dataset
@@ -374,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         run_cache(args)
         return 0
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # activations reuse their pages batch after batch
     dataset = load_dataset(Path(args.data))
     {"select": run_select, "cv": run_cv, "full": run_full}[args.mode](args, dataset, recipe_from_args(args))
     return 0

@@ -3,7 +3,7 @@
 Workers start with ``fork`` where that is safe: it copies the run, whose modules are loaded
 already, and a worker decodes its first block a fraction of a second later. ``forkserver``
 starts a fresh interpreter that imports torch before its first worker: about two seconds
-(measured over the 33-minute benchmark archive: 400x realtime with ``fork``, 307x with
+(measured over the 33-minute benchmark archive, medians of 3: 437x realtime with ``fork``, 338x with
 ``forkserver``, the default model on 2 cores). A fork is unsafe while another thread may hold a
 lock; the lease heartbeat, the one thread of a local run, is held still around the fork
 (``HeldLease.quiesced``), so it does not count.

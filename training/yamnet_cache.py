@@ -75,7 +75,8 @@ def build_cache(
         "coverage": coverage,
         "cache_blocks": cache_blocks,
         "seed": seed,
-        "augment": augment.__dict__,
+        # 0 (no attenuation) left out: caches made before the setting existed still match.
+        "augment": {k: v for k, v in augment.__dict__.items() if k != "max_attenuation_db" or v},
     }
     if (
         meta_path.exists()

@@ -17,6 +17,7 @@ The shared trunk (stem and the blocks before the tuned ones) runs once for both 
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import replace
 
 import torch
@@ -134,9 +135,12 @@ class YamnetNet(CNN):
     def _averaged(self, logits: list[torch.Tensor]) -> torch.Tensor:
         """The branches' class scores averaged, as logits of the mean: log-probabilities (softmax)
         or log-odds (sigmoid), so that the activation gives the mean back."""
-        if self.arch.esc_activation == "sigmoid":
-            return torch.logit(torch.stack([x.float().sigmoid() for x in logits]).mean(dim=0), eps=1e-7)
-        return torch.stack([x.float().softmax(dim=1) for x in logits]).mean(dim=0).log()
+        stacked = torch.stack([x.float() for x in logits])
+        if self.arch.esc_activation == "sigmoid":  # log mean p - log mean (1 - p), without clamping
+            log_p = torch.nn.functional.logsigmoid(stacked)
+            log_q = torch.nn.functional.logsigmoid(-stacked)
+            return torch.logsumexp(log_p, dim=0) - torch.logsumexp(log_q, dim=0)
+        return torch.logsumexp(stacked.log_softmax(dim=2), dim=0) - math.log(len(logits))
 
     def forward(self, log_mel: torch.Tensor) -> ModelOutput:
         """Coverage patches: one trunk for both heads. Coverage full: the ESC-50 branch sees the whole

@@ -4,6 +4,7 @@ it scores what the members' averaged scores say, and its CV is their averaged ou
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -62,19 +63,45 @@ def test_members_must_share_the_frozen_trunk(tmp_path: Path) -> None:
         merge([first, tmp_path / "b"])
 
 
+def test_members_must_rank_the_same_labels_through_the_same_frontend(tmp_path: Path) -> None:
+    first = _member(tmp_path / "a", seed=0, activation="softmax")
+    other, card = load_checkpoint(_member(tmp_path / "b", seed=1, activation="softmax"))
+    save_checkpoint(tmp_path / "b", other, replace(card, labels=tuple(reversed(card.labels))))
+    with pytest.raises(SystemExit, match="same labels"):
+        merge([first, tmp_path / "b"])
+    with torch.no_grad():
+        next(iter(other.frontend.buffers())).mul_(1.01)
+    save_checkpoint(tmp_path / "c", other, card)
+    with pytest.raises(SystemExit, match="frontend"):
+        merge([first, tmp_path / "c"])
+
+
+def _cv_dir(
+    directory: Path, scores: np.ndarray, targets: np.ndarray, folds: np.ndarray, activation: str
+) -> Path:
+    directory.mkdir()
+    np.savez(directory / "oof.npz", scores=scores, targets=targets, folds=folds, activation=activation)
+    (directory / "cv_results.json").write_text(json.dumps({"mean": 0.0}))
+    return directory
+
+
+def test_the_ensemble_cv_refuses_members_scored_with_different_activations(tmp_path: Path) -> None:
+    targets, folds, scores = np.array([0, 1]), np.array([1, 2]), np.array([[0.9, 0.1], [0.2, 0.8]])
+    dirs = [_cv_dir(tmp_path / a, scores, targets, folds, a) for a in ("softmax", "sigmoid")]
+    with pytest.raises(SystemExit, match="activations"):
+        ensemble_cv(dirs, tmp_path / "ens")
+
+
 def test_the_ensemble_cv_averages_the_members_out_of_fold_scores(tmp_path: Path) -> None:
     targets, folds = np.array([0, 1, 0, 1]), np.array([1, 1, 2, 2])
     member_scores = [
         np.array([[0.9, 0.1], [0.6, 0.4], [0.4, 0.6], [0.2, 0.8]]),  # right on 3 of 4
         np.array([[0.3, 0.7], [0.1, 0.9], [0.8, 0.2], [0.6, 0.4]]),  # right on 2 of 4
     ]
-    cv_dirs = []
-    for index, scores in enumerate(member_scores):
-        directory = tmp_path / f"cv{index}"
-        directory.mkdir()
-        np.savez(directory / "oof.npz", scores=scores, targets=targets, folds=folds, activation="softmax")
-        (directory / "cv_results.json").write_text(json.dumps({"mean": 0.0}))
-        cv_dirs.append(directory)
+    cv_dirs = [
+        _cv_dir(tmp_path / f"cv{index}", scores, targets, folds, "softmax")
+        for index, scores in enumerate(member_scores)
+    ]
     ensemble_cv(cv_dirs, tmp_path / "ens")
     results = json.loads((tmp_path / "ens" / "cv_results.json").read_text())
     # mean scores: [0.6 0.4] right, [0.35 0.65] right, [0.6 0.4] right, [0.4 0.6] right

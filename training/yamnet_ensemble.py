@@ -49,12 +49,14 @@ def merge(member_dirs: list[Path]) -> tuple[YamnetClassifier, list[ModelCard]]:
         raise SystemExit("members must be YAMNet-family models of one architecture")
     if arch.esc_branches != 1:
         raise SystemExit("members must have one ESC-50 branch each")
+    if any(c.labels != cards[0].labels or c.audioset_labels != cards[0].audioset_labels for c in cards):
+        raise SystemExit("members must rank the same labels in the same order")
     first = models[0]
     for model in models[1:]:
-        if not all(
+        if not _same(first.frontend, model.frontend) or not all(
             _same(getattr(first.net, part), getattr(model.net, part)) for part in ("backbone", "audioset")
         ):
-            raise SystemExit("members must share YAMNet's frozen backbone and AudioSet head")
+            raise SystemExit("members must share YAMNet's frontend, frozen backbone and AudioSet head")
     merged = YamnetClassifier(replace(arch, esc_branches=len(models)))
     merged.frontend.load_state_dict(first.frontend.state_dict())
     for part in ("backbone", "audioset", "tuned", "head"):
@@ -71,6 +73,8 @@ def ensemble_cv(cv_dirs: list[Path], out: Path) -> None:
     targets, folds = runs[0]["targets"], runs[0]["folds"]
     if any(not (np.array_equal(r["targets"], targets) and np.array_equal(r["folds"], folds)) for r in runs):
         raise SystemExit("the members' CVs cover different clips or folds")
+    if len({str(r["activation"]) for r in runs}) != 1:
+        raise SystemExit("the members' CVs score with different activations")
     scores = np.mean([r["scores"] for r in runs], axis=0)
     hits = scores.argmax(1) == targets
     results = {

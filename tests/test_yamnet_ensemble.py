@@ -16,6 +16,7 @@ from audify_batch.model.families import YamnetArch
 from audify_batch.model.inference import Precision, score_batch
 from audify_batch.model.yamnet import load_yamnet
 from audify_batch.model.yamnet_classifier import YamnetClassifier
+from audify_batch.report.explain import Window, explain_window
 from tests.test_yamnet_model import LABELS, yamnet_card
 from training.yamnet_ensemble import ensemble_cv, merge
 
@@ -108,3 +109,21 @@ def test_the_ensemble_cv_averages_the_members_out_of_fold_scores(tmp_path: Path)
     assert results["folds"] == {"1": 1.0, "2": 1.0} and results["mean"] == 1.0
     oof = np.load(tmp_path / "ens" / "oof.npz")
     assert np.allclose(oof["scores"], np.mean(member_scores, axis=0))
+
+
+def test_grad_cam_of_an_ensemble_follows_its_first_branch_raw_logit(tmp_path: Path) -> None:
+    """The averaged logits are log-probabilities, whose gradient vanishes as a clip grows certain;
+    Grad-CAM follows the first branch's own logit, so an ensemble of one member twice draws that
+    member's map."""
+    first = _member(tmp_path / "a", seed=0, activation="softmax")
+    merged, _ = merge([first, _member(tmp_path / "b", seed=1, activation="softmax")])
+    alone, card = load_checkpoint(first)
+    merged.net.extra_tuned[0].load_state_dict(alone.net.tuned.state_dict())
+    merged.net.extra_heads[0].load_state_dict(alone.net.head.state_dict())
+    rng = np.random.default_rng(3)
+    wave = (0.1 * rng.standard_normal(80_000) + 0.3 * np.sin(np.arange(80_000) * 0.2)).astype(np.float32)
+    window = Window("mem://clip.wav", 0.0, 5.0, 5.0, wave, 16_000)
+    ours, theirs = explain_window(merged, card, window, k=3), explain_window(alone, card, window, k=3)
+    assert ours.labels == theirs.labels
+    assert np.allclose(ours.confidences, theirs.confidences, atol=1e-5)
+    assert np.allclose(ours.gradcam, theirs.gradcam, atol=1e-4) and ours.gradcam.max() == 1.0

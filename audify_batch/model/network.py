@@ -85,6 +85,9 @@ class ModelOutput:
     embedding: torch.Tensor
     # Scores of the second vocabulary (AudioSet, already sigmoid), where the network has that head.
     audioset_scores: torch.Tensor | None = None
+    # An ensemble's first branch's own logits: what Grad-CAM follows back to that branch's layers
+    # (the averaged logits are log-probabilities, whose gradient vanishes on confident clips).
+    branch_logits: torch.Tensor | None = None
 
 
 class ResidualBlock(nn.Module):

@@ -76,7 +76,7 @@ class YamnetNet(CNN):
 
     @property
     def stage_names(self) -> tuple[str, ...]:
-        """The ESC-50 branch's layers, input to output (for activations and Grad-CAM)."""
+        """The (first) ESC-50 branch's layers, input to output (for activations and Grad-CAM)."""
         first_tuned = N_BLOCKS - self.arch.tuned_blocks
         shared = tuple(f"backbone.blocks.{i}" for i in range(first_tuned))
         return ("backbone.stem", *shared, *(f"tuned.{i}" for i in range(self.arch.tuned_blocks)))
@@ -116,13 +116,14 @@ class YamnetNet(CNN):
         """The ESC-50 branch from the trunk's output (``batch`` segments), and the AudioSet branch
         where it shares that trunk (coverage patches)."""
         embedding, logits = self._branch(self.tuned, self.head, shared, batch)
+        first = None
         if self.arch.esc_branches > 1:
-            pairs = zip(self.extra_tuned, self.extra_heads, strict=True)
+            first, pairs = logits, zip(self.extra_tuned, self.extra_heads, strict=True)
             logits = self._averaged([logits, *(self._branch(t, h, shared, batch)[1] for t, h in pairs)])
         audioset = None
         if Coverage(self.arch.coverage) is Coverage.PATCHES:
             audioset = self._audioset(self._yamnet_tail(shared), batch)
-        return ModelOutput(logits=logits, embedding=embedding, audioset_scores=audioset)
+        return ModelOutput(logits=logits, embedding=embedding, audioset_scores=audioset, branch_logits=first)
 
     def _branch(
         self, tuned: nn.Module, head: nn.Module, shared: torch.Tensor, batch: int

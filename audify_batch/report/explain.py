@@ -98,9 +98,10 @@ def explain_window(model: Network, card: ModelCard, window: Window, k: int = 5) 
     with torch.enable_grad(), capture_activations(net, detach=False) as captured:
         features = model.features(torch.from_numpy(window.waveform)[None].to(device))
         features.requires_grad_(True)  # gradients flow even when the weights are frozen
-        logits = net(features).logits[0]
-        top = torch.topk(model.class_scores(logits[None])[0], k)
-        (gradient,) = torch.autograd.grad(logits[int(top.indices[0])], captured[last_stage])
+        output = net(features)
+        top = torch.topk(model.class_scores(output.logits)[0], k)
+        followed = output.logits if output.branch_logits is None else output.branch_logits
+        (gradient,) = torch.autograd.grad(followed[0, int(top.indices[0])], captured[last_stage])
     maps = {name: net.segment_map(t.detach(), 1).cpu() for name, t in captured.items()}
     size = (features.shape[1], features.shape[2])
     return Explanation(

@@ -21,7 +21,13 @@ from pathlib import Path
 import torch
 
 from audify_batch.model.checkpoint import CARD_FILE, DEFAULT_MODEL_DIR, load_checkpoint
-from audify_batch.model.inference import Precision, cpu_supports_bf16, predict_batch, prepare_for_inference
+from audify_batch.model.inference import (
+    Precision,
+    cpu_supports_bf16,
+    keep_batch_memory,
+    predict_batch,
+    prepare_for_inference,
+)
 from audify_batch.model.network import Network
 
 
@@ -55,6 +61,7 @@ def main() -> None:
     torch.set_num_threads(os.cpu_count() or 1)
     model, card = load_checkpoint(Path(args.model))
     model = prepare_for_inference(model, torch.device("cpu"))
+    keep_batch_memory(torch.device("cpu"))
     result: dict[str, object] = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "threads": torch.get_num_threads(),

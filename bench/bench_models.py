@@ -39,7 +39,13 @@ import torch
 
 from audify_batch.ingest.audio_io import read_mono
 from audify_batch.model.checkpoint import load_checkpoint
-from audify_batch.model.inference import Precision, cpu_supports_bf16, prepare_for_inference, score_batch
+from audify_batch.model.inference import (
+    Precision,
+    cpu_supports_bf16,
+    keep_batch_memory,
+    prepare_for_inference,
+    score_batch,
+)
 from audify_batch.run.config import LabelConfig
 from audify_batch.run.pipeline import label_archive
 from bench.archive import fold4_archive
@@ -76,6 +82,7 @@ def model_alone(model_name: str, precision: Precision, batch_size: int, batches:
     """Segments per second of ``score_batch`` on in-memory 5 s waveforms."""
     network, card = load_checkpoint(model_name)
     network = prepare_for_inference(network, torch.device("cpu"))
+    keep_batch_memory(torch.device("cpu"))
     n_samples = round(card.segment_s * card.frontend.sample_rate_hz)
     gen = torch.Generator().manual_seed(0)
     waves = [0.1 * torch.randn(batch_size, n_samples, generator=gen) for _ in range(batches)]

@@ -76,7 +76,7 @@ def test_a_local_run_forks_its_workers_beside_its_lease_heartbeat(
         check=True,
     )
     used = json.loads(done.stdout.strip().splitlines()[-1])
-    assert used["workers"] == 1 and used["worker_start"] == "fork"
+    assert used["workers"] == 1 and used["worker_start"] == "fork" and used["freed_memory_kept"] is True
 
 
 CHILD = """
@@ -103,3 +103,41 @@ def test_kept_memory_serves_the_next_batch_without_faulting_its_pages_in_again()
     assert kept and not plain_kept  # glibc (Linux) took the setting
     # 64 MiB in fresh pages: 16,384 faults of 4 KiB (fewer with huge pages); reused: almost none.
     assert kept_faults < 100 and kept_faults * 4 < plain_faults
+
+
+WORKER = """
+import resource, sys
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+from audify_batch.ingest.loader import init_worker
+from audify_batch.model.cpu_memory import keep_freed_memory
+from audify_batch.run.host import start_worker
+
+class Faults(IterableDataset):
+    def __iter__(self):
+        np.ones(1 << 24, np.float32).sum()  # 64 MiB, freed again
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        np.ones(1 << 24, np.float32).sum()
+        yield torch.tensor(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+
+assert keep_freed_memory()
+setup = {"run": start_worker, "plain": init_worker}[sys.argv[1]]
+loader = DataLoader(
+    Faults(), batch_size=None, num_workers=1, worker_init_fn=setup, multiprocessing_context="fork"
+)
+print(int(next(iter(loader))))
+"""
+
+
+def _worker_faults(setup: str) -> int:
+    done = subprocess.run([sys.executable, "-c", WORKER, setup], capture_output=True, text=True, check=True)
+    return int(done.stdout.split()[-1])
+
+
+def test_decode_workers_forked_from_a_run_go_back_to_mallocs_defaults() -> None:
+    # A worker forked from the model's process inherits its malloc settings: it would keep its
+    # freed memory (no faults on reuse) and hold its peak. A run's workers give memory back.
+    inherited = _worker_faults("plain")
+    restored = _worker_faults("run")
+    assert inherited < 100 and restored > 4 * max(inherited, 100)

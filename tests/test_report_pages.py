@@ -85,6 +85,7 @@ def test_report_links_segment_ids_and_says_what_the_run_used(labeled: tuple[Path
     precision = resolve_precision(Precision.AUTO, torch.device("cpu")).value
     threads = used.pop("torch_threads")
     assert used.pop("worker_start") is None  # no workers to start
+    assert used.pop("freed_memory_kept") is True  # CPU, glibc: activations keep their pages
     assert used == {"device": "cpu", "precision": precision, "workers": 0} and threads >= 1
     line = f"used: device cpu, {precision}, 0 workers (decoding in the main process), {threads} thread"
     assert line in html and html.index(line) < html.index("asked:")

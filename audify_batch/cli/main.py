@@ -34,6 +34,7 @@ from audify_batch.model.inference import (
     Precision,
     SegmentPrediction,
     classify_file,
+    keep_batch_memory,
     prepare_for_inference,
 )
 from audify_batch.model.thresholds_file import apply_thresholds
@@ -146,6 +147,7 @@ def run_classify(args: argparse.Namespace) -> int:
     if args.thresholds is not None:
         card = apply_thresholds(card, args.thresholds)
     model = prepare_for_inference(model, torch.device("cpu"))
+    keep_batch_memory(torch.device("cpu"))
     predictions = classify_file(
         model,
         card,

@@ -78,6 +78,7 @@ class UsedRuntime:
     workers: int  # DataLoader workers; 0: decoding in the main process
     torch_threads: int
     worker_start: str | None = None  # how the workers started (fork, forkserver, spawn); None: no workers
+    freed_memory_kept: bool = False  # glibc kept freed activations for the next batch (model/cpu_memory.py)
 
 
 @dataclass(frozen=True)

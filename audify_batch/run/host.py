@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 from audify_batch.ingest.loader import SegmentDataset, init_worker
 from audify_batch.ingest.sources import RecordingRef
 from audify_batch.model.checkpoint import ModelCard
+from audify_batch.model.cpu_memory import restore_malloc_defaults
 from audify_batch.run.config import LabelConfig
 
 
@@ -67,6 +68,13 @@ def worker_start_method(quiet: Collection[threading.Thread] = ()) -> str:
     return "fork" if all(thread in quiet for thread in others) else "forkserver"
 
 
+def start_worker(worker_id: int) -> None:
+    """A decode worker's set-up: glibc's malloc defaults again, not the settings a forked worker
+    inherits from the model's process (``cpu_memory``), then ``ingest.loader.init_worker``."""
+    restore_malloc_defaults()
+    init_worker(worker_id)
+
+
 def make_loader(
     refs: list[RecordingRef], config: LabelConfig, card: ModelCard, device: torch.device, start: str | None
 ) -> DataLoader:
@@ -81,7 +89,7 @@ def make_loader(
         batch_size=None,
         num_workers=workers,
         pin_memory=device.type == "cuda",
-        worker_init_fn=init_worker if workers else None,
+        worker_init_fn=start_worker if workers else None,
         prefetch_factor=4 if workers else None,
         multiprocessing_context=start if workers else None,
     )

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from audify_batch.ingest.loader import SegmentChunk
 from audify_batch.ingest.sources import RecordingRef, discover_all, fingerprint, modified_between
 from audify_batch.model.checkpoint import ModelCard
-from audify_batch.model.inference import Precision, TorchModel
+from audify_batch.model.inference import Precision, TorchModel, keep_batch_memory
 from audify_batch.model.thresholds_file import apply_thresholds
 from audify_batch.records import Progress, RunInterrupted, RunSummary
 from audify_batch.run.batches import attach_lease
@@ -249,6 +249,7 @@ def _label_archive(
     if device.type == "cpu":
         torch.set_num_threads(runtime.threads or cpu_count())
     model = TorchModel.load(Path(runtime.model_dir), device, runtime.precision)
+    kept = keep_batch_memory(device)
     if runtime.thresholds_file is not None:
         calibrated = apply_thresholds(model.card, runtime.thresholds_file, config.storage_options)
         model = replace(model, card=calibrated)
@@ -265,7 +266,7 @@ def _label_archive(
     run.n_recordings = len(refs)
     workers = loader_workers(config, device, len(todo))
     start = (runtime.worker_start or worker_start_method(quiet=(lease.heartbeat,))) if workers else None
-    run.used = UsedRuntime(str(device), model.precision.value, workers, torch.get_num_threads(), start)
+    run.used = UsedRuntime(str(device), model.precision.value, workers, torch.get_num_threads(), start, kept)
     collector = RowCollector(refs=todo, card=card, run_id=run.run_id, config_hash=run.config_hash)
     sink.write_run(_run_row(run, S.RUN_RUNNING, None))
     try:

@@ -5,24 +5,29 @@ already, and a worker decodes its first block a fraction of a second later. ``fo
 starts a fresh interpreter that imports torch before its first worker: about two seconds
 (measured over the 33-minute benchmark archive, medians of 3: 437x realtime with ``fork``, 338x with
 ``forkserver``, the default model on 2 cores). A fork is unsafe while another thread may hold a
-lock; the lease heartbeat, the one thread of a local run, is held still around the fork
-(``HeldLease.quiesced``), so it does not count.
+lock; the lease heartbeat, the one other Python thread of a local run, is held still between
+beats around the fork (``HeldLease.quiesced``), so it does not count. The choice is made just
+before the fork (``start_workers``), by the main thread, the only one that starts threads then.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import threading
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager, nullcontext
+from multiprocessing import resource_tracker
 
 import torch
 from torch.utils.data import DataLoader
 
-from audify_batch.ingest.loader import SegmentDataset, init_worker
+from audify_batch.ingest.loader import SegmentChunk, SegmentDataset, init_worker
 from audify_batch.ingest.sources import RecordingRef
 from audify_batch.model.checkpoint import ModelCard
 from audify_batch.model.cpu_memory import restore_malloc_defaults
 from audify_batch.run.config import LabelConfig
+from audify_batch.store.lease import HeldLease
 
 
 def cpu_count() -> int:
@@ -93,3 +98,40 @@ def make_loader(
         prefetch_factor=4 if workers else None,
         multiprocessing_context=start if workers else None,
     )
+
+
+def start_workers(
+    loader: DataLoader, lease: HeldLease, pinned: str | None
+) -> tuple[Iterator[SegmentChunk], str | None]:
+    """Start the loader's workers; its chunks and how the workers started (None: no workers).
+
+    The start method is decided here, just before the fork, by the one thread that could start
+    another (``pinned``: the user's choice). A ``fork`` holds the heartbeat still; a Ctrl-C that
+    lands meanwhile waits until the workers are up (``sigint_deferred``), and one that lands while
+    the heartbeat finishes a beat interrupts the run at once.
+    """
+    if not loader.num_workers:
+        return iter(loader), None
+    start = pinned or worker_start_method(quiet=(lease.heartbeat,))
+    loader.multiprocessing_context = start
+    with lease.quiesced() if start == "fork" else nullcontext(), sigint_deferred():
+        resource_tracker.ensure_running()  # started now, it inherits the blocked Ctrl-C
+        return iter(loader), start
+
+
+@contextmanager
+def sigint_deferred() -> Iterator[None]:
+    """Hold Ctrl-C back for the duration; it is delivered (as KeyboardInterrupt) at the end.
+
+    CPython swallows a KeyboardInterrupt raised inside its fork handlers, so a Ctrl-C that
+    lands while DataLoader workers fork would be lost. The workers inherit the blocked mask
+    and unblock it themselves once they ignore SIGINT (``init_worker``).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})

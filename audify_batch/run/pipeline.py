@@ -17,7 +17,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
-from multiprocessing import resource_tracker
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,14 @@ from audify_batch.model.thresholds_file import apply_thresholds
 from audify_batch.records import Progress, RunInterrupted, RunSummary
 from audify_batch.run.batches import attach_lease
 from audify_batch.run.config import LabelConfig, OutputConfig, UsedRuntime
-from audify_batch.run.host import choose_device, cpu_count, loader_workers, make_loader, worker_start_method
+from audify_batch.run.host import (
+    choose_device,
+    cpu_count,
+    loader_workers,
+    make_loader,
+    start_workers,
+    worker_start_method,
+)
 from audify_batch.run.manifest import read_manifest_slice
 from audify_batch.run.ports import Model, Sink
 from audify_batch.run.rows import RowCollector
@@ -188,12 +194,9 @@ def _label_loop(
         if progress:
             progress(collector.progress(run.n_recordings, time.perf_counter() - run.started_clock))
 
-    # Workers fork here: a Ctrl-C landing in fork handlers would be lost, and the heartbeat holds
-    # still (``host.worker_start_method``).
-    with sigint_deferred(), lease.quiesced():
-        if loader.num_workers:
-            resource_tracker.ensure_running()  # started now, it inherits the blocked Ctrl-C
-        chunks = iter(loader)
+    chunks, start = start_workers(loader, lease, run.config.runtime.worker_start)
+    if run.used is not None:
+        run.used = replace(run.used, worker_start=start)  # decided again, just before the fork
     run_loop(chunks, model, collector, sink, run.config.output, model_gate, report)
 
 
@@ -309,24 +312,6 @@ def _write_last_run_row(sink: Sink, run: _Run, status: str, collector: RowCollec
     """
     with suppress(OSError):
         sink.write_run(_run_row(run, status, collector))
-
-
-@contextmanager
-def sigint_deferred() -> Iterator[None]:
-    """Hold Ctrl-C back for the duration; it is delivered (as KeyboardInterrupt) at the end.
-
-    CPython swallows a KeyboardInterrupt raised inside its fork handlers, so a Ctrl-C that
-    lands while DataLoader workers fork would be lost. The workers inherit the blocked mask
-    and unblock it themselves once they ignore SIGINT (``init_worker``).
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 @contextmanager

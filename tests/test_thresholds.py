@@ -59,3 +59,5 @@ def test_thresholds_are_never_fitted_on_the_check_sets_seed() -> None:
     for seeds in ((CHECK_SEED,), (1, CHECK_SEED), ()):
         with pytest.raises(ValueError, match="other than"):
             negative_waveforms(seeds)
+    with pytest.raises(ValueError, match="repeat"):
+        negative_waveforms((1, 2, 1))

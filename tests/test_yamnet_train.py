@@ -124,3 +124,6 @@ def test_attenuated_views_are_quieter_and_the_default_views_are_unchanged() -> N
     drop_db = level_db(plain) - level_db(quiet)
     assert drop_db.mean() > 5 and drop_db.max() <= 30 + 12 + 0.1  # at most 30 dB more, +-6 dB gain each
     assert np.array_equal(view_waveforms(clips, 0, ViewAugment(max_attenuation_db=30.0), seed=3), clips)
+    for wrong in ({"max_attenuation_db": -6.0}, {"max_gain_db": -1.0}, {"max_speed_change": 1.0}):
+        with pytest.raises(ValueError, match="must be"):
+            ViewAugment(**wrong)

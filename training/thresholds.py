@@ -146,6 +146,8 @@ def negative_waveforms(seeds: tuple[int, ...]) -> np.ndarray:
 
     if CHECK_SEED in seeds or not seeds:
         raise ValueError(f"fit on one or more seeds other than {CHECK_SEED} (the check set's)")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds {seeds} repeat: a repeated open set would weigh its clips twice")
     waveforms: list[np.ndarray] = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in seeds:

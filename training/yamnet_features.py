@@ -34,6 +34,11 @@ class ViewAugment:
     # towards that of 16-bit recordings. 0 draws nothing (the 2.0.0 caches' random stream).
     max_attenuation_db: float = 0.0
 
+    def __post_init__(self) -> None:
+        limits = (self.max_gain_db, self.max_speed_change, self.max_attenuation_db)
+        if min(limits) < 0 or self.max_speed_change >= 1:
+            raise ValueError("gain, speed change and attenuation limits must be >= 0 (speed change < 1)")
+
     def apply(self, waveform: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         x = torch.from_numpy(waveform)
         speed = 1.0 + rng.uniform(-self.max_speed_change, self.max_speed_change)

@@ -11,10 +11,10 @@ ran at 121 segments/s bf16 (50 fp32) and at 183 (123) with the heap kept.
 freed memory back only when more than 1 GiB of it lies at the top of a heap: the next batch
 reuses pages that are mapped already. The cost: the process stays near its peak memory instead
 of shrinking between batches, and each malloc arena (one per thread that allocates, up to 8 per
-core) may hold its own freed gigabyte. So only the batch loops ask for it (``audify label`` on
-CPU, ``classify``, the benchmarks and training), never the long-lived review desk, and a run's
-decode workers, forked after it, go back to glibc's defaults (``restore_malloc_defaults``).
-Elsewhere (no glibc) both change nothing.
+core) may hold its own freed gigabyte, and setting it turns off glibc's dynamic mmap threshold
+for good. So only the batch loops ask for it (``audify label`` on CPU once its decode workers
+have started, so that they keep glibc's defaults; ``classify``, the benchmarks, training), never
+the long-lived review desk. Elsewhere (no glibc) it changes nothing.
 """
 
 from __future__ import annotations
@@ -24,27 +24,14 @@ import ctypes
 M_TRIM_THRESHOLD = -1  # glibc's mallopt parameters (malloc.h)
 M_MMAP_MAX = -4
 KEPT_FREE_BYTES = 1 << 30
-DEFAULT_MMAP_MAX = 65_536  # glibc's defaults (malloc.c)
-DEFAULT_TRIM_BYTES = 128 * 1024
 
 
-def _mallopt(mmap_max: int, trim_bytes: int) -> bool:
-    """Set glibc's mmap count limit and trim threshold; True where glibc took both."""
+def keep_freed_memory() -> bool:
+    """Serve allocations from the heap and keep freed memory for reuse; True where glibc took it."""
     try:
         mallopt = ctypes.CDLL(None).mallopt  # the C library this process runs on
     except (OSError, AttributeError):
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
-    return bool(mallopt(M_MMAP_MAX, mmap_max)) and bool(mallopt(M_TRIM_THRESHOLD, trim_bytes))
-
-
-def keep_freed_memory() -> bool:
-    """Serve allocations from the heap and keep freed memory for reuse; True where glibc took it."""
-    return _mallopt(0, KEPT_FREE_BYTES)
-
-
-def restore_malloc_defaults() -> bool:
-    """Large blocks from ``mmap`` again and freed memory trimmed early, as a fresh process does
-    (a forked decode worker inherits its parent's settings); True where glibc took it."""
-    return _mallopt(DEFAULT_MMAP_MAX, DEFAULT_TRIM_BYTES)
+    return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, KEPT_FREE_BYTES))

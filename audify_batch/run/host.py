@@ -7,7 +7,11 @@ starts a fresh interpreter that imports torch before its first worker: about two
 ``forkserver``, the default model on 2 cores). A fork is unsafe while another thread may hold a
 lock; the lease heartbeat, the one other Python thread of a local run, is held still between
 beats around the fork (``HeldLease.quiesced``), so it does not count. The choice is made just
-before the fork (``start_workers``), by the main thread, the only one that starts threads then.
+before the fork (``start_workers``) by the thread that runs the label loop: when every other
+thread is the heartbeat, which starts none, no new thread can appear before the fork.
+
+Only then, with the workers forked, does the run keep freed memory for its batches
+(``keep_batch_memory``): workers never inherit that setting and keep glibc's defaults.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ import signal
 import threading
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from multiprocessing import resource_tracker
+from types import FrameType
 
 import torch
 from torch.utils.data import DataLoader
@@ -25,7 +31,7 @@ from torch.utils.data import DataLoader
 from audify_batch.ingest.loader import SegmentChunk, SegmentDataset, init_worker
 from audify_batch.ingest.sources import RecordingRef
 from audify_batch.model.checkpoint import ModelCard
-from audify_batch.model.cpu_memory import restore_malloc_defaults
+from audify_batch.model.inference import keep_batch_memory
 from audify_batch.run.config import LabelConfig
 from audify_batch.store.lease import HeldLease
 
@@ -73,17 +79,10 @@ def worker_start_method(quiet: Collection[threading.Thread] = ()) -> str:
     return "fork" if all(thread in quiet for thread in others) else "forkserver"
 
 
-def start_worker(worker_id: int) -> None:
-    """A decode worker's set-up: glibc's malloc defaults again, not the settings a forked worker
-    inherits from the model's process (``cpu_memory``), then ``ingest.loader.init_worker``."""
-    restore_malloc_defaults()
-    init_worker(worker_id)
-
-
 def make_loader(
-    refs: list[RecordingRef], config: LabelConfig, card: ModelCard, device: torch.device, start: str | None
+    refs: list[RecordingRef], config: LabelConfig, card: ModelCard, device: torch.device
 ) -> DataLoader:
-    """The DataLoader of a run; its workers start by ``start`` (fork, forkserver or spawn)."""
+    """The DataLoader of a run; how its workers start is decided when they do (``start_workers``)."""
     grid = config.segmenting.grid(card.segment_s, card.frontend.sample_rate_hz)
     dataset = SegmentDataset(
         refs, grid, config.runtime.batch_size, config.storage_options, config.retry.policy()
@@ -94,29 +93,37 @@ def make_loader(
         batch_size=None,
         num_workers=workers,
         pin_memory=device.type == "cuda",
-        worker_init_fn=start_worker if workers else None,
+        worker_init_fn=init_worker if workers else None,
         prefetch_factor=4 if workers else None,
-        multiprocessing_context=start if workers else None,
     )
 
 
-def start_workers(
-    loader: DataLoader, lease: HeldLease, pinned: str | None
-) -> tuple[Iterator[SegmentChunk], str | None]:
-    """Start the loader's workers; its chunks and how the workers started (None: no workers).
+@dataclass(frozen=True)
+class StartedLoader:
+    """A run's loader once its workers are up."""
 
-    The start method is decided here, just before the fork, by the one thread that could start
-    another (``pinned``: the user's choice). A ``fork`` holds the heartbeat still; a Ctrl-C that
-    lands meanwhile waits until the workers are up (``sigint_deferred``), and one that lands while
-    the heartbeat finishes a beat interrupts the run at once.
+    chunks: Iterator[SegmentChunk]
+    worker_start: str | None  # fork, forkserver or spawn; None: no workers
+    freed_memory_kept: bool  # the run keeps freed activations for the next batch (``cpu_memory``)
+
+
+def start_workers(
+    loader: DataLoader, lease: HeldLease, pinned: str | None, device: torch.device
+) -> StartedLoader:
+    """Start the loader's workers (``pinned``: the user's start method), then keep batch memory.
+
+    A ``fork`` holds the heartbeat still; a Ctrl-C that lands meanwhile waits until the workers
+    are up (``sigint_deferred``), and one that lands while the heartbeat finishes a beat
+    interrupts the run at once.
     """
     if not loader.num_workers:
-        return iter(loader), None
+        return StartedLoader(iter(loader), None, keep_batch_memory(device))
     start = pinned or worker_start_method(quiet=(lease.heartbeat,))
     loader.multiprocessing_context = start
     with lease.quiesced() if start == "fork" else nullcontext(), sigint_deferred():
         resource_tracker.ensure_running()  # started now, it inherits the blocked Ctrl-C
-        return iter(loader), start
+        chunks = iter(loader)
+    return StartedLoader(chunks, start, keep_batch_memory(device))
 
 
 @contextmanager
@@ -124,14 +131,26 @@ def sigint_deferred() -> Iterator[None]:
     """Hold Ctrl-C back for the duration; it is delivered (as KeyboardInterrupt) at the end.
 
     CPython swallows a KeyboardInterrupt raised inside its fork handlers, so a Ctrl-C that
-    lands while DataLoader workers fork would be lost. The workers inherit the blocked mask
-    and unblock it themselves once they ignore SIGINT (``init_worker``).
+    lands while DataLoader workers fork would be lost. Blocking SIGINT in this thread is not
+    enough: the kernel then hands it to another thread (torch's pools, the lease heartbeat) and
+    Python still runs the handler here. So the handler only notes it for the duration, and the
+    blocked mask is for the workers, which inherit it and unblock it themselves once they ignore
+    SIGINT (``init_worker``).
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    noted: list[int] = []
+
+    def note(signum: int, _frame: FrameType | None) -> None:
+        noted.append(signum)
+
+    previous = signal.signal(signal.SIGINT, note)
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a pending one is noted now
+        signal.signal(signal.SIGINT, previous)
+        if noted:
+            signal.raise_signal(signal.SIGINT)  # to the handler the run had

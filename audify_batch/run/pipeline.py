@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 from audify_batch.ingest.loader import SegmentChunk
 from audify_batch.ingest.sources import RecordingRef, discover_all, fingerprint, modified_between
 from audify_batch.model.checkpoint import ModelCard
-from audify_batch.model.inference import Precision, TorchModel, keep_batch_memory
+from audify_batch.model.inference import Precision, TorchModel
 from audify_batch.model.thresholds_file import apply_thresholds
 from audify_batch.records import Progress, RunInterrupted, RunSummary
 from audify_batch.run.batches import attach_lease
@@ -37,7 +37,6 @@ from audify_batch.run.host import (
     loader_workers,
     make_loader,
     start_workers,
-    worker_start_method,
 )
 from audify_batch.run.manifest import read_manifest_slice
 from audify_batch.run.ports import Model, Sink
@@ -189,15 +188,18 @@ def _label_loop(
     progress: ProgressCallback | None,
     model_gate: ModelGate,
     lease: HeldLease,
+    device: torch.device,
 ) -> None:
     def report() -> None:
         if progress:
             progress(collector.progress(run.n_recordings, time.perf_counter() - run.started_clock))
 
-    chunks, start = start_workers(loader, lease, run.config.runtime.worker_start)
+    started = start_workers(loader, lease, run.config.runtime.worker_start, device)
     if run.used is not None:
-        run.used = replace(run.used, worker_start=start)  # decided again, just before the fork
-    run_loop(chunks, model, collector, sink, run.config.output, model_gate, report)
+        run.used = replace(
+            run.used, worker_start=started.worker_start, freed_memory_kept=started.freed_memory_kept
+        )
+    run_loop(started.chunks, model, collector, sink, run.config.output, model_gate, report)
 
 
 class ArchiveSource:
@@ -252,7 +254,6 @@ def _label_archive(
     if device.type == "cpu":
         torch.set_num_threads(runtime.threads or cpu_count())
     model = TorchModel.load(Path(runtime.model_dir), device, runtime.precision)
-    kept = keep_batch_memory(device)
     if runtime.thresholds_file is not None:
         calibrated = apply_thresholds(model.card, runtime.thresholds_file, config.storage_options)
         model = replace(model, card=calibrated)
@@ -268,8 +269,7 @@ def _label_archive(
     todo, unchanged = split_new(refs, sink, run.config_hash, config.storage_options)
     run.n_recordings = len(refs)
     workers = loader_workers(config, device, len(todo))
-    start = (runtime.worker_start or worker_start_method(quiet=(lease.heartbeat,))) if workers else None
-    run.used = UsedRuntime(str(device), model.precision.value, workers, torch.get_num_threads(), start, kept)
+    run.used = UsedRuntime(str(device), model.precision.value, workers, torch.get_num_threads())
     collector = RowCollector(refs=todo, card=card, run_id=run.run_id, config_hash=run.config_hash)
     sink.write_run(_run_row(run, S.RUN_RUNNING, None))
     try:
@@ -277,12 +277,13 @@ def _label_archive(
             _label_loop(
                 run,
                 model,
-                make_loader(todo, config, card, device, start),
+                make_loader(todo, config, card, device),
                 collector,
                 sink,
                 progress,
                 model_gate,
                 lease,
+                device,
             )
         collector.commit_skipped(sink, unchanged)
     except KeyboardInterrupt:

@@ -38,7 +38,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import socket
 import threading
 import time
@@ -241,9 +240,6 @@ class HeldLease:
             yield
 
     def _beat(self) -> None:
-        # Ctrl-C goes to the main thread only: delivered here while the main thread defers it
-        # around a fork, Python would raise it there inside the fork handlers, which swallow it.
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         while not self._stop.wait(self.timing.heartbeat_s) and not self._lost.is_set():
             with self._still:
                 try:

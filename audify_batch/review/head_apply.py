@@ -14,10 +14,11 @@ Rerun policy: an apply writes its parts as ``part-<apply_id>-<seq>.parquet`` (ea
 at all), then the marker ``commit-<apply_id>.json``, and only then removes the files of older
 applies of that head (debris of killed ones included). The ``head_scores`` view shows the latest
 committed apply of each head: before the marker, readers still see the previous scores; after
-it, the new ones; never a mix. Run one apply of a head at a time: of two at once, the
-later-started one wins and, once committed, removes the earlier one's files, which then fails;
-the winner's scores are whole. Apply ids come from the clock: a clock set back (or another host
-writing to the same OUT) can hide a new apply behind an older committed one.
+it, the new ones; never a mix. One apply of a head at a time: an apply holds a lease on its
+head's folder (``store/lease.py``), and a second one fails at once with ``OutputBusyError``
+instead of deleting the first one's files. Apply ids come from the clock, and always sort after
+every committed apply's (``later_apply_id``): a clock set back, or another host's clock, never
+hides a new apply behind an older one.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -48,6 +50,7 @@ from audify_batch.review import embedding_cache
 from audify_batch.review.head_fit import LinearHead
 from audify_batch.review.heads import load_head
 from audify_batch.store import schema as S
+from audify_batch.store.lease import OutputBusyError, hold_lease
 from audify_batch.store.query import connect, fetch_file, normalize_out
 from audify_batch.store.segments_file import embedding_f16_matrix
 from audify_batch.store.sink import write_bytes_atomic, write_parquet_atomic
@@ -244,6 +247,18 @@ def new_apply_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ") + "-" + uuid.uuid4().hex[:6]
 
 
+def later_apply_id(fs: AbstractFileSystem, folder: str, apply_id: str) -> str:
+    """``apply_id``, or where a committed apply's id sorts after it (a clock set back), that id
+    extended: the latest committed apply is the one the ``head_scores`` view shows."""
+    committed = [
+        match.group("commit")
+        for path in (fs.ls(folder, detail=False) if fs.isdir(folder) else [])
+        if (match := _APPLY_FILE.fullmatch(posixpath.basename(path))) and match.group("commit")
+    ]
+    latest = max(committed, default="")
+    return apply_id if apply_id > latest else f"{latest}.{uuid.uuid4().hex[:6]}"
+
+
 def remove_older_applies(fs: AbstractFileSystem, folder: str, apply_id: str) -> int:
     """Remove the part, marker and temporary files of applies older than ``apply_id``; how many."""
     removed = 0
@@ -253,6 +268,21 @@ def remove_older_applies(fs: AbstractFileSystem, folder: str, apply_id: str) -> 
             fs.rm(path)
             removed += 1
     return removed
+
+
+@contextmanager
+def one_apply_at_a_time(
+    out: str | os.PathLike[str], name: str, storage_options: dict[str, Any] | None
+) -> Iterator[None]:
+    """Hold the lease on head ``name``'s folder for the block; ``OutputBusyError`` while another
+    apply of that head holds it."""
+    url = posixpath.join(normalize_out(out), HEAD_SCORES, f"{HEAD}={name}")
+    with ExitStack() as held:
+        try:
+            held.enter_context(hold_lease(url, f"head-apply-{name}", storage_options))
+        except OutputBusyError as busy:
+            raise OutputBusyError(f"another apply of head {name} is running: {busy}") from None
+        yield
 
 
 def apply_head(
@@ -274,7 +304,6 @@ def apply_head(
         raise ValueError(f"model {card.model} of head {name} has no current segments in {normalize_out(out)}")
     fs, root = url_to_fs(normalize_out(out), **(storage_options or {}))
     folder = posixpath.join(root, HEAD_SCORES, f"{HEAD}={name}")
-    apply_id = new_apply_id()
     batches = score_batches(
         scan_current(out, card.model, plans, head.dim, batch_rows, storage_options, cache_dir),
         head,
@@ -282,6 +311,23 @@ def apply_head(
         name,
         card.head_version,
     )
+    with one_apply_at_a_time(out, name, storage_options):
+        apply_id = later_apply_id(fs, folder, new_apply_id())
+        n_segments, n_parts = _write_parts(fs, folder, apply_id, batches, rows_per_part)
+        marker: dict[str, Any] = {"apply_id": apply_id, "head": name, "head_version": card.head_version}
+        marker |= {"model": card.model, "n_segments": n_segments, "n_parts": n_parts}
+        marker["finished_at"] = datetime.now(UTC).isoformat()
+        write_bytes_atomic(fs, posixpath.join(folder, f"commit-{apply_id}.json"), json.dumps(marker).encode())
+        removed = remove_older_applies(fs, folder, apply_id)
+    return ApplyResult(
+        name, card.model, apply_id, n_segments, n_parts, removed, time.perf_counter() - started
+    )
+
+
+def _write_parts(
+    fs: AbstractFileSystem, folder: str, apply_id: str, batches: Iterator[pa.RecordBatch], rows_per_part: int
+) -> tuple[int, int]:
+    """Write ``batches`` as parts of about ``rows_per_part`` rows; (segments, parts) written."""
     n_segments, n_parts, pending, n_pending = 0, 0, [], 0
     for batch in batches:
         pending.append(batch)
@@ -292,14 +338,7 @@ def apply_head(
     if pending:
         _write_part(fs, folder, apply_id, n_parts, pending)
         n_segments, n_parts = n_segments + n_pending, n_parts + 1
-    marker: dict[str, Any] = {"apply_id": apply_id, "head": name, "head_version": card.head_version}
-    marker |= {"model": card.model, "n_segments": n_segments, "n_parts": n_parts}
-    marker["finished_at"] = datetime.now(UTC).isoformat()
-    write_bytes_atomic(fs, posixpath.join(folder, f"commit-{apply_id}.json"), json.dumps(marker).encode())
-    removed = remove_older_applies(fs, folder, apply_id)
-    return ApplyResult(
-        name, card.model, apply_id, n_segments, n_parts, removed, time.perf_counter() - started
-    )
+    return n_segments, n_parts
 
 
 def _write_part(

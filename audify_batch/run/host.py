@@ -145,12 +145,12 @@ def sigint_deferred() -> Iterator[None]:
     def note(signum: int, _frame: FrameType | None) -> None:
         noted.append(signum)
 
-    previous = signal.signal(signal.SIGINT, note)
+    previous = signal.signal(signal.SIGINT, note)  # None: a handler not set from Python
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a pending one is noted now
-        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGINT, signal.default_int_handler if previous is None else previous)
         if noted:
             signal.raise_signal(signal.SIGINT)  # to the handler the run had

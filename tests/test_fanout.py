@@ -100,3 +100,24 @@ def test_model_gate_wraps_every_model_step(tiny_model_dir: Path, tmp_path: Path)
     )
     summary = label_archive(config, model_gate=gate)
     assert len(entered) >= summary.n_segments // 2 > 0
+
+
+def test_an_out_whose_only_segments_part_is_broken_debris_still_reads(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # A shard whose recordings all failed commits recordings rows and no segments part; a crashed
+    # shard's half-written part is then the only segments file, and the views must not bind on it.
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    (archive / "bad.wav").write_bytes(b"not audio")
+    out = tmp_path / "out"
+    base: dict[str, Any] = dict(source=str(archive), out=str(out), model_dir=str(tiny_model_dir), workers=0)
+    label_archive(LabelConfig.of(**base))
+    debris = out / "segments" / "model=tiny-fake-0.1" / "part-crashed-00000.parquet"
+    debris.parent.mkdir(parents=True, exist_ok=True)
+    debris.write_bytes(b"half a file")
+    assert run_sql(str(out), "SELECT count(*) FROM segments").rows == ((0,),)
+    assert run_sql(str(out), "SELECT status FROM recordings").rows == (("failed",),)
+    write_noise(archive / "good.wav", 5.0, seed=1)
+    assert label_archive(LabelConfig.of(**base)).n_labeled == 1  # the next run reads OUT too
+    assert run_sql(str(out), "SELECT count(*) FROM segments").rows == ((1,),)

@@ -104,7 +104,9 @@ SET VARIABLE audify_embedding_dim = coalesce(
 );
 
 -- Raw rows of each dataset, with `model` from the folder name and `part` the file name.
-SET VARIABLE audify_segments_sql = CASE WHEN getvariable('audify_has_segments') THEN
+-- Segments are read only where a committed segments part exists: DuckDB binds a glob on its first
+-- file, which must never be debris (a broken one fails), as when a run's recordings all failed.
+SET VARIABLE audify_segments_sql = CASE WHEN len(getvariable('audify_committed_segments')) > 0 THEN
     $$SELECT recording_id, uri, segment_index, start_s, end_s, start_sample, end_sample, labels, confidences,
         CASE WHEN len(embedding) = $$ || getvariable('audify_embedding_dim') || $$
             THEN embedding::FLOAT[$$ || getvariable('audify_embedding_dim') || $$]
@@ -177,7 +179,7 @@ FROM audify_recording_rows;
 -- Segments rows per committing recordings row (model, uri, recording_id, run_id and part name), read
 -- only from segments parts that have their recordings part (the filter on filename prunes the other
 -- files unopened: debris of a killed run is never read here, even a broken one).
-SET VARIABLE audify_segment_counts_sql = CASE WHEN getvariable('audify_has_segments') THEN
+SET VARIABLE audify_segment_counts_sql = CASE WHEN len(getvariable('audify_committed_segments')) > 0 THEN
     $$SELECT model, uri, recording_id, run_id, parse_filename(filename) AS part
     FROM read_parquet(getvariable('audify_out') || '/segments/model=*/part-*.parquet',
         hive_partitioning = true, hive_types = {'model': 'VARCHAR'}, filename = true)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,12 @@ import soundfile as sf
 from hypothesis import settings
 
 from training.data import SHARED_DATA
+
+# Ctrl-C tests send SIGINT to the processes they start, which inherit an ignored SIGINT: a shell
+# ignores it in what it starts in the background (`pytest &`, nohup). Catching it here makes
+# those processes start with the default, as from a terminal, however the suite was started.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # Deterministic property tests: fixed examples, no wall-clock deadline.
 settings.register_profile("audify", derandomize=True, deadline=None, max_examples=200)

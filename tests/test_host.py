@@ -178,10 +178,12 @@ stop = threading.Event()
 other = threading.Thread(target=stop.wait)  # like torch's pool threads: SIGINT not blocked
 other.start()
 try:
-    with sigint_deferred():
+    with sigint_deferred() as held:
         signal.pthread_kill(other.ident, signal.SIGINT)  # where the kernel may deliver Ctrl-C
-        time.sleep(0.2)  # Python runs signal handlers meanwhile
-        print("inside: not raised", flush=True)
+        deadline = time.monotonic() + 60  # Python runs the handler once that thread takes it
+        while not held and time.monotonic() < deadline:
+            time.sleep(0.01)
+        print("inside: not raised" if held else "inside: never delivered", flush=True)
     print("after: not raised", flush=True)
 except KeyboardInterrupt:
     print("raised at the end", flush=True)
@@ -194,6 +196,6 @@ def test_a_deferred_ctrl_c_that_lands_in_another_thread_is_raised_only_at_the_en
     # Workers fork inside ``sigint_deferred``; a KeyboardInterrupt raised inside their fork
     # handlers would be swallowed. Blocking SIGINT in the main thread alone lets the kernel hand
     # it to another thread, and Python would still raise it in the main thread at once.
-    done = subprocess.run([sys.executable, "-c", DEFER], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-c", DEFER], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[:2] == ["inside: not raised", "raised at the end"]

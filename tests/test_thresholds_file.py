@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 
 from audify_batch.cli.main import main
+from audify_batch.model.checkpoint import read_card
 from audify_batch.store.query import run_sql
 
-MODEL = "audify-esc50-yamnet-2.0.0"
+_DEFAULT = read_card("default")
+MODEL = f"{_DEFAULT.name}-{_DEFAULT.version}"
 HAND_SAW = "esc50-fold4-44k/audio/4-102844-A-49.flac"  # the default model detects hand_saw alone
 
 
@@ -56,7 +58,7 @@ def test_a_thresholds_file_of_another_model_is_one_line_and_exit_1(
     assert main(["classify", str(clip), "--thresholds", str(other)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("audify: error:") and err.count("\n") == 1
-    assert "not audify-esc50-yamnet-2.0.0" in err
+    assert f"not {MODEL}" in err
 
 
 @pytest.mark.parametrize(

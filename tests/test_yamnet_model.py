@@ -24,6 +24,7 @@ from audify_batch.model.checkpoint import (
 from audify_batch.model.families import FAMILY_YAMNET, YamnetArch
 from audify_batch.model.features import FrontendConfig
 from audify_batch.model.inference import Precision, TorchModel, score_batch, to_top_k
+from audify_batch.model.known_gate import KnownSoundGate
 from audify_batch.model.yamnet import load_audioset_labels, load_yamnet, patch_frames
 from audify_batch.model.yamnet_classifier import YamnetClassifier
 from audify_batch.store.query import connect
@@ -102,6 +103,62 @@ def test_detected_is_what_passes_its_class_threshold(yamnet_dir: Path) -> None:
     np.testing.assert_array_equal(out.detected[:, 0], scores.probs[:, 0].numpy() >= 0.5)
     assert not out.detected[:, 1:].any()  # thresholds above 1: never detected
     assert out.audioset_indices is not None and out.audioset_indices.shape == (4, 3)
+
+
+def constant_gate(bias: float, n_weights: int = 521) -> KnownSoundGate:
+    """A gate that reads the scores but decides by its bias: each weight 1e-3, so that the logit
+    is within 5 of ``bias`` whatever the scores."""
+    return KnownSoundGate(weights=(1e-3,) * n_weights, bias=bias, min_probability=0.5)
+
+
+def test_a_known_sound_gate_round_trips_and_empties_detected_below_its_cut(
+    yamnet_dir: Path, tmp_path: Path
+) -> None:
+    network, card = load_checkpoint(yamnet_dir)
+    always = replace(card, thresholds=(0.0,) + (1.1,) * 5)  # 'dog' detected wherever the gate lets it
+    scores = score_batch(network, torch.randn(3, 80_000) * 0.1, Precision.FP32)
+    for bias, detected in ((-10.0, False), (10.0, True)):
+        directory = tmp_path / f"gate{bias}"
+        save_checkpoint(directory, network, replace(always, known_gate=constant_gate(bias)))
+        _, loaded = load_checkpoint(directory)
+        assert loaded.known_gate == constant_gate(bias)
+        assert replace(loaded, weights_sha256=always.weights_sha256) == replace(
+            always, known_gate=constant_gate(bias)
+        )
+        out = to_top_k(scores, loaded, top_k=3)
+        assert out.detected is not None
+        assert out.detected[:, 0].tolist() == [detected] * 3 and not out.detected[:, 1:].any()
+        assert np.array_equal(out.indices, to_top_k(scores, always, top_k=3).indices)  # the ranking stays
+
+
+def test_an_invalid_gate_is_refused_and_a_card_without_one_loads(yamnet_dir: Path) -> None:
+    import json
+
+    _, card = load_checkpoint(yamnet_dir)
+    text = replace(card, known_gate=constant_gate(0.0)).to_json()
+    good = json.loads(text)
+    assert ModelCard.from_json(text).known_gate == constant_gate(0.0)
+    for key, value in (("weights", [1.0, 2.0]), ("min_probability", 1.5), ("bias", None), ("bias", "nan")):
+        data = {**good, "known_gate": {**good["known_gate"], key: value}}
+        with pytest.raises(CheckpointError, match="gate"):
+            ModelCard.from_json(json.dumps(data))
+    with pytest.raises(CheckpointError, match="needs per-class thresholds"):
+        ModelCard.from_json(json.dumps({**good, "thresholds": []}))
+    del good["known_gate"]  # cards written before the gate (2.0.0, 1.x)
+    assert ModelCard.from_json(json.dumps(good)).known_gate is None
+    assert read_card("fast").known_gate is None
+
+
+def test_a_gated_card_refitted_in_place_labels_again(yamnet_dir: Path, tmp_path: Path) -> None:
+    from audify_batch.run.config import LabelConfig
+    from audify_batch.run.pipeline import config_hash
+
+    _, card = load_checkpoint(yamnet_dir)
+    config = LabelConfig.of(str(tmp_path), str(tmp_path / "out"))
+    gated = replace(card, known_gate=constant_gate(0.0))
+    refits = (gated, replace(gated, known_gate=constant_gate(1.0)), replace(gated, thresholds=(0.4,) * 6))
+    hashes = {config_hash(c, config, Precision.FP32) for c in refits}
+    assert len(hashes) == 3  # same name, version and weights: the rule itself tells them apart
 
 
 def test_thresholds_must_match_the_labels() -> None:
@@ -201,7 +258,7 @@ def test_the_default_model_detects_nothing_in_silence_and_the_sound_in_a_clear_c
     from audify_batch.model.inference import classify_file, prepare_for_inference
 
     network, card = load_checkpoint("default")
-    assert card.family == FAMILY_YAMNET and card.thresholds and card.abstain_audioset
+    assert card.family == FAMILY_YAMNET and card.thresholds and card.known_gate is not None
     network = prepare_for_inference(network, torch.device("cpu"))
     silence = tmp_path / "silence.wav"
     import soundfile as sf

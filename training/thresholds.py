@@ -7,11 +7,14 @@ Fitted on two kinds of scores of the model being shipped:
 - negatives: scores of generated sounds that are no ESC-50 class (bench/open_set.py built
   with a fitting seed; the open-set benchmark uses another seed, so it checks unseen sounds).
 
-Class c's threshold is the larger of the ``recall_quantile`` of its positives' scores (so that
-about 1 - q of its clips stay detected) and the ``negative_quantile`` of the negatives' scores
-for c (so that few negatives pass it); the two quantiles are chosen on a grid to maximise
-recall on the positives while the share of negatives with any detection stays at most
-``max_negative_rate``. The card records how: data, seeds, quantiles, rates.
+Two parts decide ``detected``: the known-sound gate (training/known_gate.py, a logistic
+regression over the AudioSet scores) says whether any known sound is there at all, and class
+c's threshold says whether it is c. Thresholds start at a low quantile of each class's
+positives and are raised greedily until at most ``max_negative_rate`` of the negatives detect
+anything; the gate's cut is chosen on a grid for the best recall. Every rate is held out: a
+positive's gate never saw its fold, a negative's never saw its seed. The card records how:
+data, seeds, cut, rates, and the share of each kind of negative a gate that never saw that kind
+silences.
 
     python -m training.thresholds --model runs/yamnet-ft/full --oof runs/yamnet-ft/cv/oof.npz
 """
@@ -32,15 +35,25 @@ from audify_batch.model.cpu_memory import keep_freed_memory
 from audify_batch.model.inference import Precision, score_batch
 from audify_batch.model.network import Network
 from training.data import clip_waveform
+from training.known_gate import (
+    L2_C,
+    GateHoldout,
+    fit_gate,
+    gate_features,
+    held_out_probabilities,
+    unseen_kind_rates,
+)
 from training.yamnet_features import YAMNET_RATE
 
 CHECK_SEED = 0  # the open-set benchmark's (bench/bench_open_set.py): never fitted on
-FIT_SEEDS = (1,)
+FIT_SEEDS = (1, 2, 3, 4, 5)
 RECALL_QUANTILES = (0.01, 0.02, 0.04, 0.06, 0.08, 0.10)
 # No class is detected below this score: a softmax over 50 classes gives 0.02 to each by chance,
 # and the lowest positive of a class is an outlier (one clip of 40) that must not set its threshold.
 MIN_THRESHOLD = 0.1
-ABSTAIN_MIN_SCORES = (0.2, 0.3, 0.5, 0.7)
+# The gate's cut. Not below 0.1: a lower cut keeps ~0.2 % more ESC-50 clips but lets through
+# more of the kinds of sound the fit never saw, which the thresholds must then stop alone.
+GATE_MIN_PROBABILITIES = (0.1, 0.2, 0.3, 0.5)
 
 
 @dataclass(frozen=True)
@@ -62,8 +75,8 @@ def fit_thresholds(
     """Per class, start at a low quantile of its positives' scores, then raise, greedily, the
     threshold that silences the most negatives per positive lost, until at most
     ``max_negative_rate`` of the negatives detect anything; keep the start quantile with the
-    best recall. Rows of ``neg_scores`` already silenced (AudioSet abstention) are left out by
-    the caller and count as empty."""
+    best recall. Positives the gate silenced come with scores of -1 (missed whatever the
+    threshold); negatives it silenced are left out by the caller and count as empty."""
     fits = [_greedy(rq, pos_scores, pos_targets, neg_scores, max_negative_rate) for rq in RECALL_QUANTILES]
     return max(fits, key=lambda fit: (fit.negative_rate <= max_negative_rate, fit.positive_recall))
 
@@ -73,8 +86,7 @@ def _greedy(
 ) -> ThresholdFit:
     n_classes = pos.shape[1]
     true_scores = pos[np.arange(len(pos)), targets]
-    t = np.array([float(np.quantile(true_scores[targets == c], rq)) for c in range(n_classes)])
-    t = np.maximum(t, MIN_THRESHOLD)
+    t = np.array([_start(true_scores[(targets == c) & (true_scores >= 0)], rq) for c in range(n_classes)])
     while len(neg) and float(np.mean((neg >= t).any(axis=1))) > max_rate:
         firing = (neg >= t).any(axis=1)
         best, best_value = None, -1.0
@@ -93,6 +105,12 @@ def _greedy(
             break
         t = best
     return _evaluate(t, pos, targets, neg, rq)
+
+
+def _start(true_scores: np.ndarray, rq: float) -> float:
+    """A class's starting threshold: a low quantile of its positives' scores that the gate kept
+    (silenced ones come as -1)."""
+    return max(float(np.quantile(true_scores, rq)), MIN_THRESHOLD) if len(true_scores) else MIN_THRESHOLD
 
 
 def _evaluate(
@@ -115,11 +133,10 @@ def detection_rates(
 
 @dataclass(frozen=True)
 class Scored:
-    """ESC-50 scores (N, n_classes) and the AudioSet head's top label (index, score) per clip."""
+    """ESC-50 scores (N, n_classes) and AudioSet scores (N, n_audioset) per clip."""
 
     probs: np.ndarray
-    audioset_top: np.ndarray
-    audioset_top_score: np.ndarray
+    audioset: np.ndarray
 
     def __add__(self, other: Scored) -> Scored:
         return Scored(*(np.concatenate([a, b]) for a, b in zip(astuple(self), astuple(other), strict=True)))
@@ -134,14 +151,22 @@ def score_waveforms(
     for start in range(0, len(waveforms), batch_size):
         scores = score_batch(model, torch.from_numpy(waveforms[start : start + batch_size]), precision)
         if scores.audioset is None:
-            raise ValueError("thresholds with AudioSet abstention need a model with an AudioSet head")
-        top = scores.audioset.max(dim=1)
-        parts.append(Scored(scores.probs.numpy(), top.indices.numpy(), top.values.numpy()))
+            raise ValueError("the known-sound gate needs a model with an AudioSet head")
+        parts.append(Scored(scores.probs.float().numpy(), scores.audioset.float().numpy()))
     return sum(parts[1:], parts[0])
 
 
-def negative_waveforms(seeds: tuple[int, ...]) -> np.ndarray:
-    """The generated open sets built with ``seeds``, as waveforms, one after the other."""
+@dataclass(frozen=True)
+class NegativeSet:
+    """Generated open-set clips (N, 80000) with the seed and the kind of each."""
+
+    waveforms: np.ndarray
+    seeds: np.ndarray
+    kinds: np.ndarray
+
+
+def negative_waveforms(seeds: tuple[int, ...]) -> NegativeSet:
+    """The generated open sets built with ``seeds``, one after the other."""
     from bench.open_set import build_open_set
 
     if CHECK_SEED in seeds or not seeds:
@@ -149,103 +174,109 @@ def negative_waveforms(seeds: tuple[int, ...]) -> np.ndarray:
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds {seeds} repeat: a repeated open set would weigh its clips twice")
     waveforms: list[np.ndarray] = []
+    seed_of: list[int] = []
+    kinds: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in seeds:
             items = build_open_set(Path(tmp) / f"open-set-{seed}", seed=seed)
             waveforms.extend(clip_waveform(item.path, YAMNET_RATE, 5.0) for item in items)
-    return np.stack(waveforms)
+            seed_of.extend(seed for _ in items)
+            kinds.extend(item.kind for item in items)
+    return NegativeSet(np.stack(waveforms), np.asarray(seed_of), np.asarray(kinds))
 
 
-def abstain_set(pos: Scored, neg: Scored, labels: tuple[str, ...], min_score: float) -> tuple[str, ...]:
-    """AudioSet labels that are the confident top label of at least 2 negatives and of at most
-    0.2 % of the ESC-50 clips: evidence that nothing known is there."""
+@dataclass(frozen=True)
+class GatedFit:
+    """Thresholds and the known-sound gate's cut, with their held-out rates."""
 
-    def counts(scored: Scored) -> np.ndarray:
-        confident = scored.audioset_top[scored.audioset_top_score >= min_score]
-        return np.bincount(confident, minlength=len(labels))
-
-    on_neg, on_pos = counts(neg), counts(pos)
-    allowed = max(1, int(0.002 * len(pos.probs)))
-    return tuple(labels[a] for a in np.flatnonzero((on_neg >= 2) & (on_pos <= allowed)))
+    thresholds: ThresholdFit  # rates over all positives and negatives, the gate included
+    min_probability: float
+    known_silenced: float  # share of ESC-50 clips the gate silences (held out by fold)
+    other_silenced: float  # share of negatives the gate silences (held out by seed)
 
 
-def _vetoed(scored: Scored, labels: tuple[str, ...], names: tuple[str, ...], min_score: float) -> np.ndarray:
-    top_names = np.asarray(labels)[scored.audioset_top]
-    return np.isin(top_names, names) & (scored.audioset_top_score >= min_score)
-
-
-def fit_detection(
-    pos: Scored, oof: np.ndarray, targets: np.ndarray, neg: Scored, labels: tuple[str, ...], max_rate: float
-) -> tuple[ThresholdFit, tuple[str, ...], float]:
-    """Thresholds and the AudioSet abstention (labels, min score) with the best recall whose
+def fit_gated_detection(
+    oof: np.ndarray, targets: np.ndarray, neg_probs: np.ndarray, holdout: GateHoldout, max_rate: float
+) -> GatedFit:
+    """Per gate cut: positives the gate silences count as missed, negatives it silences as
+    empty, and thresholds are fitted on the rest; keep the cut with the best recall whose
     share of negatives detecting anything is at most ``max_rate``."""
-    best: tuple[ThresholdFit, tuple[str, ...], float] | None = None
-    for min_score in ABSTAIN_MIN_SCORES:
-        names = abstain_set(pos, neg, labels, min_score)
-        veto = np.isin(np.asarray(labels)[neg.audioset_top], names) & (neg.audioset_top_score >= min_score)
-        pos_veto = np.isin(np.asarray(labels)[pos.audioset_top], names) & (
-            pos.audioset_top_score >= min_score
+    fits = []
+    for cut in GATE_MIN_PROBABILITIES:
+        known_kept, other_kept = holdout.known >= cut, holdout.other >= cut
+        rate_kept = max_rate * len(neg_probs) / max(int(other_kept.sum()), 1)
+        fit = fit_thresholds(
+            np.where(known_kept[:, None], oof, -1.0), targets, neg_probs[other_kept], rate_kept
         )
-        kept = neg.probs[~veto]
-        rate_kept = max_rate * len(neg.probs) / max(len(kept), 1)
-        fit = fit_thresholds(np.where(pos_veto[:, None], -1.0, oof), targets, kept, rate_kept)
         overall = replace(
-            fit, negative_rate=fit.negative_rate * len(kept) / len(neg.probs), n_negatives=len(neg.probs)
+            fit, negative_rate=fit.negative_rate * other_kept.mean(), n_negatives=len(neg_probs)
         )
-        candidate = (overall, names, min_score)
-        if best is None or (overall.negative_rate <= max_rate, overall.positive_recall) > (
-            best[0].negative_rate <= max_rate,
-            best[0].positive_recall,
-        ):
-            best = candidate
-    if best is None:
-        raise ValueError("no abstention candidates")
-    return best
+        fits.append(GatedFit(overall, cut, float(np.mean(~known_kept)), float(np.mean(~other_kept))))
+    return max(fits, key=lambda f: (f.thresholds.negative_rate <= max_rate, f.thresholds.positive_recall))
+
+
+def _fit_description(
+    gated: GatedFit, model_dir: Path, oof_path: Path, negatives: NegativeSet, max_rate: float
+) -> dict[str, object]:
+    seeds = ",".join(map(str, sorted(set(negatives.seeds.tolist()))))
+    return {
+        **{k: v for k, v in asdict(gated.thresholds).items() if k != "thresholds"},
+        "gate_min_probability": gated.min_probability,
+        "gate_l2_c": L2_C,
+        "gate_silences_esc50": round(gated.known_silenced, 4),
+        "gate_silences_negatives": round(gated.other_silenced, 4),
+        "positives": f"out-of-fold ESC-50 scores ({oof_path.name}: each clip scored by the CV model "
+        "that did not train on its fold); their AudioSet scores from this model, gated by a gate "
+        "fitted without their fold",
+        "negatives": f"bench/open_set.py seeds {seeds}, {len(negatives.waveforms)} clips scored "
+        f"by this model in fp32 and bf16, each gated by a gate fitted without its seed (the "
+        f"open-set benchmark uses seed {CHECK_SEED})",
+        "max_negative_rate": max_rate,
+        "rule": "detected_c = score_c >= threshold_c and known_gate probability >= its min_probability; "
+        "gate: logistic regression over log AudioSet scores, ESC-50 clips against the negatives, "
+        "classes balanced; thresholds: from a quantile of each class's positives (at least "
+        f"{MIN_THRESHOLD}), raised greedily (most negatives silenced per positive lost) until at "
+        "most max_negative_rate of the negatives detect anything; the gate's cut from "
+        f"{list(GATE_MIN_PROBABILITIES)} by the best recall",
+        "command": f"python -m training.thresholds --model {model_dir} --oof {oof_path} "
+        f"--seeds {seeds} --max-negative-rate {max_rate}",
+    }
 
 
 def fit_and_store(
     model_dir: Path, oof_path: Path, max_negative_rate: float, seeds: tuple[int, ...] = FIT_SEEDS
-) -> ThresholdFit:
-    """Fit thresholds and the AudioSet abstention for the checkpoint in ``model_dir``; write them
-    into its card. Negatives are scored in fp32 and bf16 (a negative must stay silent in both)."""
+) -> GatedFit:
+    """Fit the known-sound gate and the thresholds for the checkpoint in ``model_dir``; write
+    them into its card. Negatives are scored in fp32 and bf16 (a negative must stay silent in
+    both)."""
     from training.data import SHARED_DATA, load_dataset
     from training.yamnet_features import load_waveforms
 
     model, card = load_checkpoint(model_dir)
     oof = np.load(oof_path)
     negatives = negative_waveforms(seeds)
-    neg = score_waveforms(model, negatives, Precision.FP32) + score_waveforms(
-        model, negatives, Precision.BF16
+    neg = score_waveforms(model, negatives.waveforms, Precision.FP32) + score_waveforms(
+        model, negatives.waveforms, Precision.BF16
     )
-    pos = score_waveforms(model, load_waveforms(load_dataset(SHARED_DATA / "esc50").clips), Precision.BF16)
-    fit, names, min_score = fit_detection(
-        pos, oof["scores"], oof["targets"], neg, card.audioset_labels, max_negative_rate
-    )
-    how = {
-        **{k: v for k, v in asdict(fit).items() if k != "thresholds"},
-        "positives": f"out-of-fold ESC-50 scores ({oof_path.name}: each clip scored by the CV model "
-        "that did not train on its fold); their AudioSet top labels from this model",
-        "negatives": f"bench/open_set.py seeds {','.join(map(str, seeds))}, {len(negatives)} clips scored "
-        f"by this model in fp32 and bf16 (the open-set benchmark uses seed {CHECK_SEED})",
-        "max_negative_rate": max_negative_rate,
-        "rule": "detected_c = score_c >= threshold_c, unless the top AudioSet label is in abstain_audioset "
-        "with at least abstain_min_score; thresholds: from a quantile of each class's positives (at "
-        f"least {MIN_THRESHOLD}), raised "
-        "greedily (most negatives silenced per positive lost) until at most max_negative_rate of the "
-        "negatives detect anything",
-        "command": f"python -m training.thresholds --model {model_dir} --oof {oof_path} "
-        f"--seeds {','.join(map(str, seeds))} --max-negative-rate {max_negative_rate}",
-    }
-    evaluation = {**card.evaluation, "thresholds_fit": how}
+    neg_seeds, neg_kinds = np.tile(negatives.seeds, 2), np.tile(negatives.kinds, 2)
+    dataset = load_dataset(SHARED_DATA / "esc50")
+    if not np.array_equal(dataset.targets(), oof["targets"]):
+        raise ValueError(f"{oof_path} is not in ESC-50's clip order")
+    known = gate_features(score_waveforms(model, load_waveforms(dataset.clips), Precision.BF16).audioset)
+    other = gate_features(neg.audioset)
+    holdout = held_out_probabilities(known, dataset.folds(), other, neg_seeds)
+    gated = fit_gated_detection(oof["scores"], oof["targets"], neg.probs, holdout, max_negative_rate)
+    how = _fit_description(gated, model_dir, oof_path, negatives, max_negative_rate)
+    how["gate_silences_unseen_kinds"] = unseen_kind_rates(known, other, neg_kinds, gated.min_probability)
     stamped: ModelCard = replace(
         card,
-        thresholds=fit.thresholds,
-        abstain_audioset=names,
-        abstain_min_score=min_score,
-        evaluation=evaluation,
+        thresholds=gated.thresholds.thresholds,
+        abstain_audioset=(),
+        known_gate=fit_gate(known, other).as_gate(gated.min_probability),
+        evaluation={**card.evaluation, "thresholds_fit": how},
     )
     save_checkpoint(model_dir, model, stamped)
-    return fit
+    return gated
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -260,8 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(2)
     keep_freed_memory()  # activations reuse their pages batch after batch
     seeds = tuple(int(seed) for seed in args.seeds.split(","))
-    fit = fit_and_store(args.model, args.oof, args.max_negative_rate, seeds)
-    print(json.dumps({k: v for k, v in asdict(fit).items() if k != "thresholds"}, indent=1))
+    gated = fit_and_store(args.model, args.oof, args.max_negative_rate, seeds)
+    summary = {k: v for k, v in asdict(gated.thresholds).items() if k != "thresholds"}
+    print(json.dumps({**summary, "gate_min_probability": gated.min_probability}, indent=1))
     return 0
 
 

@@ -19,6 +19,7 @@ from torch import nn
 
 from audify_batch.model.families import ARCHS, FAMILY_RESNET, FAMILY_YAMNET, Arch, YamnetArch
 from audify_batch.model.features import FrontendConfig
+from audify_batch.model.known_gate import KnownSoundGate
 from audify_batch.model.network import AudioClassifier, Network
 
 CARD_FILE = "model_card.json"
@@ -66,6 +67,9 @@ class ModelCard:
     # empty whatever the ESC-50 scores (training/thresholds.py fits both).
     abstain_audioset: tuple[str, ...] = ()
     abstain_min_score: float = 0.5
+    # AudioSet evidence that one of the known sounds is there at all (``known_gate``): below its
+    # ``min_probability``, ``detected`` is empty. None: no gate (cards before 2.0.1).
+    known_gate: KnownSoundGate | None = None
 
     def __post_init__(self) -> None:
         if not self.segment_s > 0:
@@ -90,6 +94,13 @@ class ModelCard:
         if len(self.audioset_labels) != n_audioset:
             raise CheckpointError(
                 f"card lists {len(self.audioset_labels)} AudioSet labels, the head has {n_audioset}"
+            )
+        if self.known_gate is not None and not self.thresholds:
+            raise CheckpointError("a known-sound gate needs per-class thresholds: it only empties `detected`")
+        if self.known_gate is not None and len(self.known_gate.weights) != n_audioset:
+            raise CheckpointError(
+                f"the known-sound gate reads {len(self.known_gate.weights)} AudioSet scores, "
+                f"the head has {n_audioset}"
             )
 
     @property
@@ -123,7 +134,17 @@ class ModelCard:
             thresholds=tuple(float(t) for t in data.get("thresholds", ())),
             abstain_audioset=tuple(data.get("abstain_audioset", ())),
             abstain_min_score=float(data.get("abstain_min_score", cls.abstain_min_score)),
+            known_gate=_gate(data.get("known_gate")),
         )
+
+
+def _gate(data: Any) -> KnownSoundGate | None:
+    if data is None:
+        return None
+    try:
+        return KnownSoundGate.from_dict(data)
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"the card's known_gate is not valid: {error}") from None
 
 
 def build_classifier(card: ModelCard) -> Network:

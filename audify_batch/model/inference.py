@@ -109,7 +109,8 @@ def predict_batch(
 
 def detect(scores: BatchScores, card: ModelCard) -> torch.Tensor:
     """(B, n_classes) booleans: each class whose score reaches its threshold, none where the
-    AudioSet head's top label says nothing known is there (the card's ``abstain_audioset``)."""
+    AudioSet head's top label says nothing known is there (the card's ``abstain_audioset``) or
+    where the card's known-sound gate says so."""
     thresholds = torch.tensor(card.thresholds, device=scores.probs.device)
     detected = scores.probs >= thresholds
     if card.abstain_audioset and scores.audioset is not None:
@@ -117,12 +118,15 @@ def detect(scores: BatchScores, card: ModelCard) -> torch.Tensor:
         best = scores.audioset.max(dim=1)
         abstain = torch.isin(best.indices, torch.tensor(veto, device=best.indices.device))
         detected &= ~(abstain & (best.values >= card.abstain_min_score))[:, None]
+    if card.known_gate is not None and scores.audioset is not None:
+        detected &= card.known_gate.passes(scores.audioset)[:, None]
     return detected
 
 
 def to_top_k(scores: BatchScores, card: ModelCard, top_k: int) -> TopK:
     """A batch's scores as the run stores them: top-K of both vocabularies, ``detected`` where the
-    card has thresholds (a class is detected when its score reaches its threshold)."""
+    card has thresholds (a class is detected when its score reaches its threshold and the card's
+    AudioSet rule, a known-sound gate or a veto, lets it: see ``detect``)."""
     values, indices = scores.probs.topk(min(top_k, scores.probs.shape[1]), dim=1)
     audioset_values = audioset_indices = detected = None
     if scores.audioset is not None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from multiprocessing import resource_tracker
@@ -127,7 +127,7 @@ def start_workers(
 
 
 @contextmanager
-def sigint_deferred() -> Iterator[None]:
+def sigint_deferred() -> Iterator[Sequence[int]]:
     """Hold Ctrl-C back for the duration; it is delivered (as KeyboardInterrupt) at the end.
 
     CPython swallows a KeyboardInterrupt raised inside its fork handlers, so a Ctrl-C that
@@ -135,12 +135,12 @@ def sigint_deferred() -> Iterator[None]:
     enough: the kernel then hands it to another thread (torch's pools, the lease heartbeat) and
     Python still runs the handler here. So the handler only notes it for the duration, and the
     blocked mask is for the workers, which inherit it and unblock it themselves once they ignore
-    SIGINT (``init_worker``).
+    SIGINT (``init_worker``). Yields the signals held back so far (read-only).
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
     noted: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield noted
+        return
 
     def note(signum: int, _frame: FrameType | None) -> None:
         noted.append(signum)
@@ -148,7 +148,7 @@ def sigint_deferred() -> Iterator[None]:
     previous = signal.signal(signal.SIGINT, note)  # None: a handler not set from Python
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
-        yield
+        yield noted
     finally:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a pending one is noted now
         signal.signal(signal.SIGINT, signal.default_int_handler if previous is None else previous)

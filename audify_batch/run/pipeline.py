@@ -66,6 +66,8 @@ def config_hash(card: ModelCard, config: LabelConfig, precision: Precision) -> s
     }
     if config.runtime.thresholds_file is not None:  # other thresholds, other `detected` labels
         keyed["thresholds"] = list(card.thresholds)
+    if card.known_gate is not None:  # a card refitted in place (training/thresholds.py): other `detected`
+        keyed["detection"] = [list(card.thresholds), card.known_gate.to_dict()]
     return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
 
 

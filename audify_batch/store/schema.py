@@ -46,7 +46,8 @@ LABELS = "labels"
 CONFIDENCES = "confidences"
 EMBEDDING = "embedding"
 # Null where the model has no such output (1.x models: no thresholds, no AudioSet head).
-DETECTED = "detected"  # the labels whose score passes their class threshold; empty: nothing known
+# `detected`: labels past their class threshold where the known-sound gate lets any; empty: nothing known.
+DETECTED = "detected"
 AUDIOSET_LABELS = "audioset_labels"  # top-K of the second vocabulary (AudioSet), best first
 AUDIOSET_SCORES = "audioset_scores"
 # The same vector as `embedding`, as little-endian float16 in one fixed-width binary value (2 bytes a

@@ -6,7 +6,7 @@
 --     label      optional: only this label; NULL = every label
 --     min_score  optional: only confidence >= min_score (compared as FLOAT, the stored type, so
 --                0.9 keeps a stored 0.9); NULL = any confidence
--- CLI: SET VARIABLE model = 'audify-esc50-yamnet-2.0.0'; .read sql/export_detections.sql
+-- CLI: SET VARIABLE model = 'audify-esc50-yamnet-2.0.1'; .read sql/export_detections.sql
 SELECT
     d.uri,
     d.recording_id,

@@ -11,7 +11,7 @@
 --     label       optional: only this label; NULL = every label
 --     min_score   optional: only events with max_confidence >= min_score (as FLOAT); NULL = any
 -- CLI: SET VARIABLE events_sql = (SELECT content FROM read_text('sql/events.sql'));
---      SET VARIABLE model = 'audify-esc50-yamnet-2.0.0'; .read sql/export_events.sql
+--      SET VARIABLE model = 'audify-esc50-yamnet-2.0.1'; .read sql/export_events.sql
 SELECT
     e.uri,
     e.recording_id,

@@ -4,7 +4,7 @@
 -- Parameters (DuckDB variables; unset = NULL):
 --     model  optional: only this model ('<name>-<version>'); NULL = every model, each on its own rows
 --     uri    optional: only this recording; NULL = every recording
--- CLI: SET VARIABLE model = 'audify-esc50-yamnet-2.0.0'; .read sql/label_counts.sql   (after sql/views.sql)
+-- CLI: SET VARIABLE model = 'audify-esc50-yamnet-2.0.1'; .read sql/label_counts.sql   (after sql/views.sql)
 WITH chosen AS (
     SELECT * FROM segments
     WHERE (getvariable('model') IS NULL OR model = getvariable('model'))
